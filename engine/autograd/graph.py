@@ -1,0 +1,344 @@
+"""The tape: graph nodes recorded by the forward pass, and the backward walk that replays them.
+
+Every differentiable op is an ``Op`` subclass with ``forward`` (on raw arrays of the device's ``xp``)
+and ``backward`` (on Tensors, built from differentiable ops, so that ``create_graph=True`` records a
+graph of the backward pass itself and higher-order gradients work). A node keeps only what its
+backward needs (declared by ``save_inputs`` / ``save_output``, or stashed by ``forward``) and drops it
+once backward has run, unless ``retain_graph=True``.
+"""
+from __future__ import annotations
+
+import heapq
+import itertools
+import weakref
+
+from . import grad_mode
+from .. import tensor as _tensor  # circular: resolved at call time
+
+_seq = itertools.count()
+
+
+class VersionCounter:
+    """Shared by a tensor and its views; bumped by every in-place change, checked by backward."""
+
+    __slots__ = ("value",)
+
+    def __init__(self):
+        self.value = 0
+
+
+class RemovableHandle:
+    def __init__(self, hooks: dict, key):
+        self._hooks, self._key = hooks, key
+
+    def remove(self) -> None:
+        self._hooks.pop(self._key, None)
+
+
+_hook_ids = itertools.count()
+
+
+class Node:
+    """One recorded operation. ``next_edges[i]`` is where the gradient of input i goes:
+    ``(node, output_index)``, or None when input i needs no gradient."""
+
+    __slots__ = ("next_edges", "seq", "num_outputs", "_pre_hooks", "_freed", "__dict__", "__weakref__")
+
+    def __init__(self, **params):
+        self.__dict__.update(params)
+        self.seq = next(_seq)
+        self.num_outputs = 1
+        self._pre_hooks = None
+        self._freed = False
+
+    def name(self) -> str:
+        return type(self).__name__ + "Backward0"
+
+    def __repr__(self) -> str:
+        return f"<{self.name()} object at {id(self):#x}>"
+
+    @property
+    def next_functions(self):
+        return tuple((e[0], e[1]) if e is not None else (None, 0) for e in self.next_edges)
+
+    def add_pre_hook(self, output_index: int, hook) -> RemovableHandle:
+        if self._pre_hooks is None:
+            self._pre_hooks = {}
+        key = (output_index, next(_hook_ids))
+        self._pre_hooks[key] = hook
+        return RemovableHandle(self._pre_hooks, key)
+
+    def run_backward(self, grads: list):
+        """Gradients w.r.t. the inputs, given gradients w.r.t. the outputs (a tuple, one per input)."""
+        raise NotImplementedError
+
+    def release(self) -> None:
+        """Drop everything backward needed; a later backward through this node is an error."""
+        self.__dict__.clear()
+        self._freed = True
+
+
+class AccumulateGrad(Node):
+    """The end of an edge into a leaf tensor: adds the incoming gradient to ``leaf.grad``."""
+
+    def __init__(self, leaf):
+        super().__init__()
+        self.leaf = leaf
+        self.next_edges = ()
+
+    def name(self) -> str:
+        return "AccumulateGrad"
+
+    def release(self) -> None:
+        pass  # holds no saved state; the same accumulator serves every graph the leaf joins
+
+    def run_backward(self, grads):
+        leaf, grad = self.leaf, grads[0]
+        for hook in list((leaf._hooks or {}).values()):
+            new = hook(grad)
+            if new is not None:
+                grad = new
+        if leaf.grad is None:
+            # a copy: the incoming gradient may be shared with other leaves or views
+            leaf.grad = grad if grad_mode.is_grad_enabled() else _tensor.Tensor._make(grad._data.copy())
+        elif grad_mode.is_grad_enabled():
+            leaf.grad = leaf.grad + grad
+        else:
+            leaf.grad._data += grad._data
+        return ()
+
+
+class Op(Node):
+    """Base of the engine's differentiable ops.
+
+    Subclasses define ``forward(self, *arrays) -> array`` and ``backward(self, grad) -> grad or tuple``
+    (one entry per input; None where there is none). Inputs may be Tensors or plain numbers; keyword
+    arguments of ``apply`` become attributes of the node.
+    """
+
+    save_inputs = False  # backward reads self.inputs
+    save_output = False  # backward reads self.output
+    differentiable = True
+    changes_device = False  # the output lives elsewhere than the inputs (to(device))
+    is_view = False  # the output may share the first input's memory (reshape, permute, basic indexing)
+
+    @classmethod
+    def apply(cls, *inputs, **params):
+        Tensor = _tensor.Tensor
+        node = cls(**params)
+        dev = None
+        arrays = []
+        for x in inputs:
+            if isinstance(x, Tensor):
+                arrays.append(x._data)
+                dev = x._device if dev is None else dev
+            else:
+                arrays.append(x)
+        node.device = dev
+        node.xp = dev.xp if dev is not None else None
+        out = node.forward(*arrays)
+        if cls.changes_device:
+            dev = None  # Tensor._make reads it off the array
+        if not (cls.differentiable and grad_mode._state.enabled
+                and any(isinstance(x, Tensor) and x.requires_grad for x in inputs)):
+            result = Tensor._make(out, dev)
+            if cls.is_view:
+                _share_storage(result, inputs[0])
+            return result
+        node.next_edges = tuple(x._edge() if isinstance(x, Tensor) else None for x in inputs)
+        result = Tensor._make(out, dev, grad_fn=node)
+        if cls.is_view:
+            _share_storage(result, inputs[0])
+        if cls.save_inputs:
+            node._inputs = tuple((x, x._vc.value) if isinstance(x, Tensor) else (x, None) for x in inputs)
+        if cls.save_output:
+            node._output = (out, result._vc, result._vc.value)
+        return result
+
+    # -- what backward reads -------------------------------------------------------------------
+    @property
+    def inputs(self) -> tuple:
+        try:
+            saved = self._inputs
+        except AttributeError:
+            raise_freed() if self._freed else None
+            raise
+        for x, version in saved:
+            if version is not None:
+                check_version(x, version, self)
+        return tuple(x for x, _ in saved)
+
+    @property
+    def output(self):
+        try:
+            arr, vc, version = self._output
+        except AttributeError:
+            raise_freed() if self._freed else None
+            raise
+        if vc.value != version:
+            raise_modified(arr.shape, vc.value, version, self)
+        # re-wrapped rather than kept, so that the node and its output do not form a cycle
+        return _tensor.Tensor._make(arr, self.device, grad_fn=self if grad_mode.is_grad_enabled() else None)
+
+    def needs_grad(self, i: int) -> bool:
+        return self.next_edges[i] is not None
+
+    def run_backward(self, grads):
+        g = self.backward(grads[0])
+        return g if type(g) is tuple else (g,)
+
+    def backward(self, grad):
+        raise NotImplementedError(f"{type(self).__name__} has no backward")
+
+
+def _share_storage(view, base) -> None:
+    """A view shares its base's version counter, so an in-place change through either is seen."""
+    if view.device.xp.may_share_memory(view._data, base._data):
+        view._vc = base._vc
+        view._base = base._base if base._base is not None else base
+
+
+def check_version(x, version: int, node) -> None:
+    if x._vc.value != version:
+        raise_modified(x.shape, x._vc.value, version, node)
+
+
+def raise_modified(shape, now: int, expected: int, node):
+    raise RuntimeError(
+        "one of the variables needed for gradient computation has been modified by an inplace "
+        f"operation: [Tensor of shape {list(shape)}], which is input or output of {node.name()}, is at "
+        f"version {now}; expected version {expected} instead. Hint: do the in-place change after "
+        "backward, or on a .clone() of the tensor.")
+
+
+def raise_freed():
+    raise RuntimeError(
+        "Trying to backward through the graph a second time (or directly access saved tensors after "
+        "they have already been freed). Saved intermediate values of the graph are freed when you call "
+        ".backward() or autograd.grad(). Specify retain_graph=True if you need to backward through the "
+        "graph a second time or if you need to access saved tensors after calling backward.")
+
+
+# ---- the backward walk ---------------------------------------------------------------------------
+
+def _collect(roots):
+    """Every node reachable from ``roots`` and its count of incoming edges (iterative DFS)."""
+    deps: dict = {}
+    seen = set()
+    stack = [n for n in roots]
+    for n in roots:
+        seen.add(n)
+    while stack:
+        node = stack.pop()
+        for edge in node.next_edges:
+            if edge is None:
+                continue
+            child = edge[0]
+            deps[child] = deps.get(child, 0) + 1
+            if child not in seen:
+                seen.add(child)
+                stack.append(child)
+    return deps
+
+
+def run_backward(tensors, grad_tensors, retain_graph: bool, create_graph: bool, inputs=None,
+                 allow_unused: bool = False):
+    """Propagate ``grad_tensors`` from ``tensors`` back through the graph.
+
+    Without ``inputs``: accumulate into the ``.grad`` of every leaf reached (``Tensor.backward``).
+    With ``inputs``: return their gradients and touch no ``.grad`` (``autograd.grad``).
+    """
+    capture = None
+    if inputs is not None:
+        capture = {}
+        for i, t in enumerate(inputs):
+            if not t.requires_grad:
+                raise RuntimeError(f"autograd.grad: input {i} does not require grad; "
+                                   "call requires_grad_() on it before the forward pass")
+            edge = t._edge()
+            capture.setdefault((edge[0], edge[1]), []).append(i)
+    results = [None] * (len(inputs) if inputs is not None else 0)
+
+    buffers: dict = {}
+    roots = []
+    for t, g in zip(tensors, grad_tensors):
+        edge = t._edge()
+        if edge is None:
+            raise RuntimeError("element 0 of tensors does not require grad and does not have a grad_fn; "
+                               "call requires_grad_() on the leaf tensors before computing the output")
+        node, idx = edge
+        buf = buffers.setdefault(node, [None] * node.num_outputs)
+        buf[idx] = g if buf[idx] is None else buf[idx] + g
+        if node not in roots:
+            roots.append(node)
+    deps = _collect(roots)
+    ready = [(-n.seq, n) for n in roots if deps.get(n, 0) == 0]
+    heapq.heapify(ready)
+
+    with grad_mode.set_grad_enabled(create_graph):
+        while ready:
+            _, node = heapq.heappop(ready)
+            grads = buffers.pop(node, None)
+            out_grads = _run_node(node, grads, capture, results, inputs is not None, retain_graph)
+            for i, edge in enumerate(node.next_edges):
+                if edge is None:
+                    continue
+                child, idx = edge
+                g = out_grads[i] if out_grads is not None and i < len(out_grads) else None
+                if g is not None:
+                    buf = buffers.setdefault(child, [None] * child.num_outputs)
+                    buf[idx] = g if buf[idx] is None else buf[idx] + g
+                deps[child] -= 1
+                if deps[child] == 0:
+                    heapq.heappush(ready, (-child.seq, child))
+
+    if inputs is not None:
+        for i, r in enumerate(results):
+            if r is None and not allow_unused:
+                raise RuntimeError(
+                    f"One of the differentiated Tensors (input {i}) appears to not have been used in the "
+                    "graph. Set allow_unused=True if this is the desired behavior.")
+        return tuple(results)
+    return None
+
+
+def _run_node(node, grads, capture, results, capturing: bool, retain_graph: bool):
+    if grads is None or all(g is None for g in grads):
+        return None
+    if node._freed:
+        raise_freed()
+    if node._pre_hooks:
+        for (out_idx, _), hook in list(node._pre_hooks.items()):
+            if grads[out_idx] is not None:
+                new = hook(grads[out_idx])
+                if new is not None:
+                    grads[out_idx] = new
+    if capture is not None:
+        for idx, g in enumerate(grads):
+            for i in capture.get((node, idx), ()):
+                results[i] = g
+    if capturing and isinstance(node, AccumulateGrad):
+        return None  # autograd.grad never touches .grad
+    out = node.run_backward(grads)
+    if not retain_graph:
+        node.release()
+    if isinstance(node, AccumulateGrad):
+        return None
+    _check_grads(node, out)
+    return out
+
+
+def _check_grads(node, grads) -> None:
+    if len(grads) != len(node.next_edges):
+        raise RuntimeError(f"function {node.name()} returned an incorrect number of gradients "
+                           f"(expected {len(node.next_edges)}, got {len(grads)})")
+
+
+def accumulator(t):
+    """The AccumulateGrad node of leaf ``t``: one per leaf (held weakly), so a leaf used twice in a
+    graph gets one summed gradient and its hooks run once."""
+    acc = t._accum() if t._accum is not None else None
+    if acc is None:
+        acc = AccumulateGrad(t)
+        t._accum = weakref.ref(acc)
+    return acc

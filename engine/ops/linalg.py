@@ -1,0 +1,164 @@
+"""Matrix products: matmul (1-D, 2-D, batched with broadcasting), mm, bmm, outer, dot, einsum."""
+from __future__ import annotations
+
+from ..autograd.graph import Op
+from ._util import bind, operands, sum_to
+
+
+class Matmul(Op):
+    save_inputs = True
+
+    def forward(self, a, b):
+        return self.xp.matmul(a, b)
+
+    def backward(self, g):
+        a, b = self.inputs
+        # treat 1-D operands as a row (a) or a column (b), then unbroadcast the batch dims
+        a2 = a.unsqueeze(0) if a.ndim == 1 else a
+        b2 = b.unsqueeze(-1) if b.ndim == 1 else b
+        g2 = g
+        if a.ndim == 1:
+            g2 = g2.unsqueeze(-2)
+        if b.ndim == 1:
+            g2 = g2.unsqueeze(-1)
+        ga = gb = None
+        if self.needs_grad(0):
+            ga = sum_to(matmul(g2, b2.mT), a2.shape).reshape(a.shape)
+        if self.needs_grad(1):
+            gb = sum_to(matmul(a2.mT, g2), b2.shape).reshape(b.shape)
+        return ga, gb
+
+
+def matmul(input, other):
+    a, b = operands(input, other)
+    if a.ndim == 0 or b.ndim == 0:
+        raise RuntimeError(f"matmul: both arguments need at least 1 dimension, got {a.ndim}D and {b.ndim}D")
+    k_a = a.shape[-1]
+    k_b = b.shape[0] if b.ndim == 1 else b.shape[-2]
+    if k_a != k_b:
+        raise RuntimeError(f"matmul: shapes {tuple(a.shape)} and {tuple(b.shape)} cannot be multiplied "
+                           f"({k_a} != {k_b}: the last dim of the first must equal the "
+                           f"{'first' if b.ndim == 1 else 'second-to-last'} dim of the second)")
+    if a.ndim > 2 and b.ndim > 2:
+        try:
+            a._device.xp.broadcast_shapes(tuple(a.shape[:-2]), tuple(b.shape[:-2]))
+        except ValueError:
+            raise RuntimeError(f"matmul: batch dimensions of {tuple(a.shape)} and {tuple(b.shape)} cannot be "
+                               "broadcast together") from None
+    return Matmul.apply(a, b)
+
+
+def mm(input, mat2):
+    if input.ndim != 2 or mat2.ndim != 2:
+        raise RuntimeError(f"mm: expected 2-D tensors, got {input.ndim}D and {mat2.ndim}D")
+    return matmul(input, mat2)
+
+
+def bmm(input, mat2):
+    if input.ndim != 3 or mat2.ndim != 3:
+        raise RuntimeError(f"bmm: expected 3-D tensors, got {input.ndim}D and {mat2.ndim}D")
+    if input.shape[0] != mat2.shape[0]:
+        raise RuntimeError(f"bmm: batch sizes differ: {input.shape[0]} and {mat2.shape[0]}")
+    return matmul(input, mat2)
+
+
+def mv(input, vec):
+    if input.ndim != 2 or vec.ndim != 1:
+        raise RuntimeError(f"mv: expected a 2-D matrix and a 1-D vector, got {input.ndim}D and {vec.ndim}D")
+    return matmul(input, vec)
+
+
+def dot(input, other):
+    if input.ndim != 1 or other.ndim != 1:
+        raise RuntimeError(f"1D tensors expected, but got {input.ndim}D and {other.ndim}D tensors")
+    return matmul(input, other)
+
+
+def outer(input, vec2):
+    if input.ndim != 1 or vec2.ndim != 1:
+        raise RuntimeError(f"outer: expected 1-D tensors, got {input.ndim}D and {vec2.ndim}D")
+    return input.unsqueeze(1) * vec2.unsqueeze(0)
+
+
+ger = outer
+
+
+class Einsum(Op):
+    save_inputs = True
+
+    def forward(self, *xs):
+        return self.xp.einsum(self.equation, *xs, optimize=len(xs) > 2)
+
+    def backward(self, g):
+        xs = self.inputs
+        ins, out = self.subscripts
+        grads = []
+        for i, sub in enumerate(ins):
+            if not self.needs_grad(i):
+                grads.append(None)
+                continue
+            others = [x for j, x in enumerate(xs) if j != i]
+            other_subs = [s for j, s in enumerate(ins) if j != i]
+            available = set(out).union(*other_subs)
+            if len(set(sub)) != len(sub):
+                raise RuntimeError(f"einsum: the gradient of operand {i} ('{sub}') with a repeated index is "
+                                   "not supported")
+            kept = "".join(c for c in sub if c in available)
+            gi = einsum(",".join([out] + other_subs) + "->" + kept, g, *others)
+            # letters summed only within this operand: broadcast the gradient back over them
+            if kept != sub:
+                for k, c in enumerate(sub):
+                    if c not in available:
+                        gi = gi.unsqueeze(k)
+                gi = gi.expand(xs[i].shape)
+            grads.append(gi)
+        return tuple(grads)
+
+
+def _parse_einsum(equation: str, xs) -> tuple:
+    """Explicit subscripts (``...`` spelled out with fresh letters) and the output's."""
+    eq = equation.replace(" ", "")
+    lhs, arrow, rhs = eq.partition("->")
+    ins = lhs.split(",")
+    if len(ins) != len(xs):
+        raise RuntimeError(f"einsum(): {len(ins)} operand subscripts given for {len(xs)} operands in "
+                           f"'{equation}'")
+    used = set(eq)
+    free = iter(c for c in "ABCDEFGHIJKLMNOPQRSTUVWXYZ" if c not in used)
+    ell_dims = max((x.ndim - (len(s) - 3) for s, x in zip(ins, xs) if "..." in s), default=0)
+    ell = "".join(next(free) for _ in range(ell_dims))
+    expanded = []
+    for s, x in zip(ins, xs):
+        if "..." in s:
+            n = x.ndim - (len(s) - 3)
+            s = s.replace("...", ell[ell_dims - n:])
+        if len(s) != x.ndim:
+            raise RuntimeError(f"einsum(): the subscript '{s}' has {len(s)} letters but operand has "
+                               f"{x.ndim} dims (shape {tuple(x.shape)})")
+        expanded.append(s)
+    if arrow:
+        out = rhs.replace("...", ell)
+    else:
+        counts = {}
+        for s in expanded:
+            for c in s:
+                counts[c] = counts.get(c, 0) + 1
+        out = ell + "".join(sorted(c for c, n in counts.items() if n == 1 and c not in ell))
+    return expanded, out
+
+
+def einsum(equation: str, *operands_):
+    if len(operands_) == 1 and isinstance(operands_[0], (list, tuple)):
+        operands_ = tuple(operands_[0])
+    xs = operands(*operands_)
+    ins, out = _parse_einsum(equation, xs)
+    full = ",".join(ins) + "->" + out
+    try:
+        return Einsum.apply(*xs, equation=full, subscripts=(ins, out))
+    except ValueError as e:
+        raise RuntimeError(f"einsum('{equation}'): {e} (operand shapes "
+                           f"{[tuple(x.shape) for x in xs]})") from None
+
+
+bind(matmul=matmul, mm=mm, bmm=bmm, mv=mv, dot=dot, outer=outer, ger=outer,
+     __matmul__=matmul, __rmatmul__=lambda self, other: matmul(other, self))

@@ -1,0 +1,457 @@
+"""``engine.Tensor``: one array of a device's array module, plus what autograd needs.
+
+The math lives in ``engine/ops``; each ops module binds its functions here as methods and operators,
+so every op is defined in exactly one place.
+"""
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+
+from . import dtypes
+from .autograd import grad_mode
+from .backend import CPU, device as Device, device_of_array, to_device
+from .autograd.graph import VersionCounter, RemovableHandle, accumulator, run_backward, _hook_ids
+
+
+class Tensor:
+    __slots__ = ("_data", "_device", "requires_grad", "grad", "grad_fn", "_output_nr", "_vc", "_base",
+                 "_hooks", "_accum", "_retains_grad", "__weakref__")
+
+    # numpy must defer to our reflected operators (np_array + tensor -> Tensor.__radd__)
+    __array_priority__ = 1000
+
+    def __init__(self, data=(), *, dtype=None, device=None, requires_grad: bool = False):
+        src = as_array(data, dtype if dtype is not None else dtypes.get_default_dtype(), device)
+        self._init(src, device_of_array(src) if device is None else Device(device))
+        self.requires_grad_(requires_grad)
+
+    def _init(self, arr, dev, grad_fn=None):
+        self._data = arr
+        self._device = dev
+        self.requires_grad = grad_fn is not None
+        self.grad = None
+        self.grad_fn = grad_fn
+        self._output_nr = 0
+        self._vc = VersionCounter()
+        self._base = None
+        self._hooks = None
+        self._accum = None
+        self._retains_grad = False
+
+    @classmethod
+    def _make(cls, arr, dev=None, grad_fn=None) -> "Tensor":
+        t = object.__new__(Tensor)
+        t._init(arr, dev if dev is not None else device_of_array(arr), grad_fn)
+        return t
+
+    # ---- metadata ---------------------------------------------------------------------------
+    @property
+    def shape(self) -> "Size":
+        return Size(self._data.shape)
+
+    @property
+    def ndim(self) -> int:
+        return self._data.ndim
+
+    @property
+    def dtype(self) -> dtypes.dtype:
+        return dtypes.from_numpy_dtype(self._data.dtype)
+
+    @property
+    def device(self) -> Device:
+        return self._device
+
+    @property
+    def is_cuda(self) -> bool:
+        return self._device.type == "cuda"
+
+    @property
+    def is_leaf(self) -> bool:
+        return self.grad_fn is None
+
+    @property
+    def _version(self) -> int:
+        return self._vc.value
+
+    @property
+    def retains_grad(self) -> bool:
+        return self._retains_grad
+
+    def size(self, dim: int | None = None):
+        return self.shape if dim is None else self._data.shape[_wrap_dim(dim, self.ndim)]
+
+    def dim(self) -> int:
+        return self._data.ndim
+
+    def numel(self) -> int:
+        return int(self._data.size)
+
+    nelement = numel
+
+    def element_size(self) -> int:
+        return self._data.itemsize
+
+    def is_floating_point(self) -> bool:
+        return self._data.dtype.kind == "f"
+
+    def is_contiguous(self) -> bool:
+        return bool(self._data.flags.c_contiguous)
+
+    def __len__(self) -> int:
+        if self.ndim == 0:
+            raise TypeError("len() of a 0-d tensor")
+        return self._data.shape[0]
+
+    def __hash__(self):
+        return id(self)
+
+    # ---- reading values ---------------------------------------------------------------------
+    def item(self):
+        if self._data.size != 1:
+            raise RuntimeError(f"a Tensor with {self._data.size} elements cannot be converted to Scalar; "
+                               "item() needs exactly one element")
+        return self._host().reshape(()).item()
+
+    def tolist(self):
+        return self._host().tolist()
+
+    def numpy(self, *, force: bool = False) -> np.ndarray:
+        if not force:
+            if self.requires_grad:
+                raise RuntimeError("Can't call numpy() on Tensor that requires grad. "
+                                   "Use tensor.detach().numpy() instead.")
+            if self._device.type != "cpu":
+                raise TypeError(f"can't convert {self._device} device type tensor to numpy. "
+                                "Use Tensor.cpu() to copy the tensor to host memory first.")
+            return self._data
+        return self._host()
+
+    def _host(self) -> np.ndarray:
+        return self._data if self._device.type == "cpu" else self._data.get()
+
+    def __array__(self, dtype=None, copy=None):
+        arr = self.numpy()
+        return arr if dtype is None else arr.astype(dtype, copy=False)
+
+    def __float__(self):
+        return float(self.item())
+
+    def __int__(self):
+        return int(self.item())
+
+    def __index__(self):
+        if self.dtype.is_floating_point or self._data.size != 1:
+            raise TypeError("only integer tensors of a single element can be converted to an index")
+        return int(self.item())
+
+    def __bool__(self):
+        if self._data.size != 1:
+            raise RuntimeError(f"Boolean value of Tensor with {self._data.size} values is ambiguous")
+        return bool(self.item())
+
+    def __format__(self, spec: str) -> str:
+        if self._data.size == 1 and spec:
+            return format(self.item(), spec)
+        return format(repr(self), spec)
+
+    def __iter__(self):
+        if self.ndim == 0:
+            raise TypeError("iteration over a 0-d tensor")
+        return iter(self.unbind(0))
+
+    def __repr__(self) -> str:
+        from ._format import tensor_repr
+        return tensor_repr(self)
+
+    # ---- autograd ---------------------------------------------------------------------------
+    def _edge(self):
+        if self.grad_fn is not None:
+            return (self.grad_fn, self._output_nr)
+        if self.requires_grad:
+            return (accumulator(self), 0)
+        return None
+
+    def requires_grad_(self, requires_grad: bool = True) -> "Tensor":
+        if self.grad_fn is not None:
+            if not requires_grad:
+                raise RuntimeError("you can only change requires_grad flags of leaf variables. If you want "
+                                   "to use a computed variable in a subgraph that doesn't require "
+                                   "differentiation use var_no_grad = var.detach().")
+            return self
+        if requires_grad and self._data.dtype.kind != "f":
+            raise RuntimeError(f"only Tensors of floating point dtype can require gradients, got {self.dtype}")
+        self.requires_grad = bool(requires_grad)
+        return self
+
+    def detach(self) -> "Tensor":
+        """The same storage (and version counter) without history."""
+        t = Tensor._make(self._data, self._device)
+        t._vc = self._vc
+        return t
+
+    def detach_(self) -> "Tensor":
+        self.grad_fn = None
+        self.requires_grad = False
+        return self
+
+    @property
+    def data(self) -> "Tensor":
+        """The same storage without history; changes through it are invisible to autograd."""
+        return Tensor._make(self._data, self._device)
+
+    @data.setter
+    def data(self, other: "Tensor"):
+        self._data = other._data
+        self._device = other._device
+
+    def backward(self, gradient=None, retain_graph=None, create_graph: bool = False, inputs=None) -> None:
+        if gradient is None:
+            if self._data.size != 1:
+                raise RuntimeError(f"grad can be implicitly created only for scalar outputs; this tensor has "
+                                   f"shape {tuple(self.shape)}: pass gradient= (a tensor of that shape)")
+            gradient = Tensor._make(self._device.xp.ones_like(self._data), self._device)
+        elif not isinstance(gradient, Tensor):
+            gradient = Tensor._make(as_array(gradient, self.dtype, self._device), self._device)
+        elif tuple(gradient.shape) != tuple(self.shape):
+            raise RuntimeError(f"backward: gradient has shape {tuple(gradient.shape)} but the tensor has "
+                               f"shape {tuple(self.shape)}; they must match")
+        if retain_graph is None:
+            retain_graph = create_graph
+        if inputs is not None:
+            from .autograd import grad as _grad
+            inputs = [inputs] if isinstance(inputs, Tensor) else list(inputs)
+            grads = _grad([self], inputs, [gradient], retain_graph=retain_graph,
+                          create_graph=create_graph, allow_unused=True)
+            for t, g in zip(inputs, grads):
+                if g is not None:
+                    t.grad = g.detach().clone() if t.grad is None else t.grad + g
+            return
+        run_backward([self], [gradient], retain_graph, create_graph)
+
+    def register_hook(self, hook) -> RemovableHandle:
+        """``hook(grad)`` runs when the gradient w.r.t. this tensor is computed; it may return a new one."""
+        if not self.requires_grad:
+            raise RuntimeError("cannot register a hook on a tensor that doesn't require gradient")
+        if self.grad_fn is not None:
+            return self.grad_fn.add_pre_hook(self._output_nr, hook)
+        if self._hooks is None:
+            self._hooks = {}
+        key = next(_hook_ids)
+        self._hooks[key] = hook
+        return RemovableHandle(self._hooks, key)
+
+    def retain_grad(self) -> None:
+        """Keep ``.grad`` for this non-leaf tensor, accumulated like a leaf's."""
+        if not self.requires_grad:
+            raise RuntimeError("can't retain_grad on Tensor that has requires_grad=False")
+        if self.grad_fn is None or self._retains_grad:
+            return
+        import weakref
+        ref = weakref.ref(self)
+
+        def keep(grad):
+            t = ref()
+            if t is not None:
+                g = grad.detach().clone() if not grad_mode.is_grad_enabled() else grad
+                t.grad = g if t.grad is None else t.grad + g
+        self.grad_fn.add_pre_hook(self._output_nr, keep)
+        self._retains_grad = True
+
+    # ---- in-place machinery -----------------------------------------------------------------
+    def _inplace(self, fn, *args, **kwargs) -> "Tensor":
+        """Run the out-of-place ``fn(self, *args)`` and write the result into this tensor's storage.
+        With autograd on, this tensor becomes the op's output: its old value (a snapshot carrying
+        its old place in the graph) is what the op saw."""
+        recording = grad_mode._state.enabled and (
+            self.requires_grad or any(isinstance(a, Tensor) and a.requires_grad for a in args))
+        if recording:
+            if self.requires_grad and self.grad_fn is None:
+                raise RuntimeError("a leaf Variable that requires grad is being used in an in-place "
+                                   "operation. Wrap the update in engine.no_grad(), or use an out-of-place op.")
+            if self._base is not None:
+                raise RuntimeError(
+                    "an in-place operation that autograd records on a view of another tensor is not "
+                    "supported yet (the base tensor's history would not see it); write "
+                    "`x[idx] = x[idx] + y` instead of `x[idx] += y`, or apply it to a .clone() of the view")
+            old = Tensor._make(self._data.copy(), self._device)
+            old.grad_fn, old._output_nr, old.requires_grad = self.grad_fn, self._output_nr, self.requires_grad
+            result = fn(old, *args, **kwargs)
+        else:
+            result = fn(self, *args, **kwargs)
+        if result._data.dtype != self._data.dtype and result.dtype.category > self.dtype.category:
+            raise RuntimeError(f"result type {result.dtype.name} can't be cast to the desired output type "
+                               f"{self.dtype.name} of an in-place op; convert the tensor first, "
+                               f"e.g. t = t.to({result.dtype})")
+        if tuple(result.shape) != tuple(self.shape):
+            raise RuntimeError(f"output with shape {list(self.shape)} doesn't match the broadcast shape "
+                               f"{list(result.shape)} of the in-place op")
+        try:
+            self._device.xp.copyto(self._data, result._data, casting="unsafe")
+        except ValueError as e:  # numpy: read-only (e.g. an expanded view)
+            raise RuntimeError(f"cannot write in place into this tensor ({e}); use .clone() first") from None
+        self._vc.value += 1
+        if result.grad_fn is not None:
+            if result.dtype != self.dtype:
+                result = result.to(self.dtype)
+            self.grad_fn, self._output_nr, self.requires_grad = result.grad_fn, result._output_nr, True
+        return self
+
+    # ---- conversion -------------------------------------------------------------------------
+    def to(self, *args, dtype=None, device=None, non_blocking: bool = False, copy: bool = False):
+        """``to(dtype)``, ``to(device)``, ``to(device, dtype)``, ``to(other_tensor)``."""
+        for a in args:
+            if isinstance(a, Tensor):
+                device, dtype = a.device, a.dtype
+            elif isinstance(a, (str, Device)):
+                device = a
+            else:
+                dtype = a
+        from .ops.shape import to_device_op, cast
+        out = self
+        if device is not None and Device(device) is not self._device:
+            out = to_device_op(out, Device(device))
+        if dtype is not None and dtypes.as_dtype(dtype) != out.dtype:
+            out = cast(out, dtypes.as_dtype(dtype))
+        if copy and out is self:
+            out = self.clone()
+        return out
+
+    def cpu(self) -> "Tensor":
+        return self.to("cpu")
+
+    def cuda(self, device=None) -> "Tensor":
+        return self.to(Device("cuda", device) if isinstance(device, int) or device is None else device)
+
+    def type(self, dtype=None):
+        if dtype is None:
+            return f"engine.{self.dtype.name}"
+        return self.to(dtype)
+
+    def float(self):
+        return self.to(dtypes.float32)
+
+    def double(self):
+        return self.to(dtypes.float64)
+
+    def half(self):
+        return self.to(dtypes.float16)
+
+    def long(self):
+        return self.to(dtypes.int64)
+
+    def int(self):
+        return self.to(dtypes.int32)
+
+    def bool(self):
+        return self.to(dtypes.bool_)
+
+    def new_tensor(self, data, dtype=None, device=None, requires_grad: bool = False) -> "Tensor":
+        from .creation import tensor
+        return tensor(data, dtype=dtype or self.dtype, device=device or self._device, requires_grad=requires_grad)
+
+    def new_zeros(self, *size, dtype=None, device=None, requires_grad: bool = False):
+        return self.new_full(_size_args(size), 0, dtype=dtype, device=device, requires_grad=requires_grad)
+
+    def new_ones(self, *size, dtype=None, device=None, requires_grad: bool = False):
+        return self.new_full(_size_args(size), 1, dtype=dtype, device=device, requires_grad=requires_grad)
+
+    def new_empty(self, *size, dtype=None, device=None, requires_grad: bool = False):
+        return self.new_full(_size_args(size), 0, dtype=dtype, device=device, requires_grad=requires_grad)
+
+    def new_full(self, size, fill_value, dtype=None, device=None, requires_grad: bool = False):
+        from .creation import full
+        return full(size, fill_value, dtype=dtype or self.dtype, device=device or self._device,
+                    requires_grad=requires_grad)
+
+
+class Size(tuple):
+    """``tensor.shape``: a tuple, printed as PyTorch prints it."""
+
+    def __repr__(self) -> str:
+        return f"engine.Size({list(self)})"
+
+    def numel(self) -> int:
+        n = 1
+        for s in self:
+            n *= s
+        return n
+
+
+def _wrap_dim(dim: int, ndim: int) -> int:
+    n = max(ndim, 1)
+    if not -n <= dim < n:
+        raise IndexError(f"Dimension out of range (expected to be in range of [{-n}, {n - 1}], but got {dim})")
+    return dim % n
+
+
+def _size_args(size) -> tuple:
+    """``f(2, 3)`` and ``f((2, 3))`` and ``f([2, 3])`` all mean shape (2, 3)."""
+    if len(size) == 1 and isinstance(size[0], (tuple, list)):
+        size = size[0]
+    out = []
+    for s in size:
+        if isinstance(s, Tensor):
+            s = int(s)
+        if not isinstance(s, numbers.Integral) or isinstance(s, bool):
+            raise TypeError(f"size must be a sequence of ints, got {type(s).__name__} {s!r}")
+        if s < 0:
+            raise RuntimeError(f"Trying to create tensor with negative dimension {s}: {list(size)}")
+        out.append(int(s))
+    return tuple(out)
+
+
+def as_array(data, dtype=None, device=None):
+    """An array of ``device``'s xp from Python data, numpy/cupy arrays or Tensors.
+    ``dtype=None`` infers as PyTorch does (Python floats -> float32, ints -> int64)."""
+    dev = Device(device) if device is not None else None
+    if isinstance(data, Tensor):
+        arr = data._data
+    elif isinstance(data, np.ndarray) or hasattr(data, "__cuda_array_interface__"):
+        arr = data
+    else:
+        arr = _from_python(data, dtype)
+    if dev is None:
+        dev = device_of_array(arr)
+    arr = to_device(arr, dev)
+    target = dtypes.as_dtype(dtype).np if dtype is not None else dtypes.from_numpy_dtype(arr.dtype).np
+    return arr.astype(target, copy=False)
+
+
+def _from_python(data, dtype):
+    if isinstance(data, (list, tuple)) and any(isinstance(x, Tensor) for x in _flat(data)):
+        data = _nested_map(data, lambda x: x.item() if isinstance(x, Tensor) else x)
+    arr = np.asarray(data)
+    if arr.dtype == object:
+        raise TypeError("could not build a tensor from this data: expected numbers or (nested) sequences "
+                        "of numbers with a regular shape")
+    if dtype is None:
+        if arr.dtype.kind == "f":
+            arr = arr.astype(dtypes.get_default_dtype().np)
+        elif arr.dtype.kind in "iu":
+            arr = arr.astype(np.int64)
+        elif arr.dtype.kind == "b":
+            pass
+        else:
+            raise TypeError(f"unsupported data of numpy kind {arr.dtype}")
+    return arr
+
+
+def _flat(data):
+    stack = [data]
+    while stack:
+        x = stack.pop()
+        if isinstance(x, (list, tuple)):
+            stack.extend(x)
+        else:
+            yield x
+
+
+def _nested_map(data, fn):
+    if isinstance(data, (list, tuple)):
+        return [_nested_map(x, fn) for x in data]
+    return fn(data)
+
+
+__all__ = ["Tensor", "Size", "as_array", "CPU"]
