@@ -4,7 +4,6 @@ from __future__ import annotations
 import numpy as np
 
 from .. import tensor as _tensor
-from . import grad_mode
 
 
 def _as_tuple(x):
@@ -45,12 +44,12 @@ def gradcheck(func, inputs, *, eps: float = 1e-6, atol: float = 1e-5, rtol: floa
             flat = x._data.reshape(-1)  # a view: perturb in place
             for p in range(x.numel()):
                 orig = flat[p].item()
-                with grad_mode.no_grad():
-                    flat[p] = orig + eps
-                    plus = _outputs(func, inputs)[k]._host().astype(np.float64).reshape(-1)
-                    flat[p] = orig - eps
-                    minus = _outputs(func, inputs)[k]._host().astype(np.float64).reshape(-1)
-                    flat[p] = orig
+                # (recorded, not under no_grad: func may itself differentiate, as in gradgradcheck)
+                flat[p] = orig + eps
+                plus = _outputs(func, inputs)[k]._host().astype(np.float64).reshape(-1)
+                flat[p] = orig - eps
+                minus = _outputs(func, inputs)[k]._host().astype(np.float64).reshape(-1)
+                flat[p] = orig
                 numeric[p] = (plus - minus) / (2 * eps)
             if not np.allclose(analytic[i], numeric, atol=atol, rtol=rtol, equal_nan=True):
                 err = np.abs(analytic[i] - numeric).max()
@@ -67,7 +66,6 @@ def gradgradcheck(func, inputs, grad_outputs=None, *, eps: float = 1e-6, atol: f
     """gradcheck of the first derivative: checks the backward's own backward (create_graph=True)."""
     from . import grad
     inputs = _as_tuple(inputs)
-    diff = [x for x in inputs if isinstance(x, _tensor.Tensor) and x.requires_grad]
     outs = _outputs(func, inputs)
     if grad_outputs is None:
         rng = np.random.default_rng(0)
@@ -83,7 +81,6 @@ def gradgradcheck(func, inputs, grad_outputs=None, *, eps: float = 1e-6, atol: f
         gs = grad(o, [x for x in xs if isinstance(x, _tensor.Tensor) and x.requires_grad], list(gos),
                   create_graph=True, allow_unused=True)
         return tuple(g for g in gs if g is not None)
-    del diff
     return gradcheck(first_derivative, tuple(inputs) + tuple(grad_outputs), eps=eps, atol=atol, rtol=rtol,
                      raise_exception=raise_exception)
 

@@ -1,0 +1,364 @@
+"""The tape: recording, the backward walk, freeing, hooks, higher order, custom Functions, errors."""
+import gc
+import sys
+import tracemalloc
+import weakref
+
+import numpy as np
+import pytest
+
+import engine
+from engine.autograd import Function, gradcheck, gradgradcheck
+
+torch = pytest.importorskip("torch")
+
+
+def pair(arr, requires_grad=True, device="cpu"):
+    """The same values as an engine tensor and a torch tensor."""
+    e = engine.tensor(arr, device=device, requires_grad=requires_grad)
+    t = torch.tensor(arr, requires_grad=requires_grad)
+    return e, t
+
+
+def close(e, t, **kw):
+    np.testing.assert_allclose(e.detach().cpu().numpy(), t.detach().numpy(), **kw)
+
+
+def test_seed_rnn_cell_matches_torch(rng, device):
+    """The seed's example: next_h = tanh(h @ W_h.T + x @ W_x.T); loss = next_h.sum(); backward."""
+    arrays = [rng.standard_normal(s).astype(np.float32) for s in [(20, 20), (20, 10), (1, 10), (1, 20)]]
+    (W_h, tW_h), (W_x, tW_x) = pair(arrays[0], device=device), pair(arrays[1], device=device)
+    (x, tx), (h, th) = pair(arrays[2], False, device), pair(arrays[3], False, device)
+    next_h = engine.tanh(h @ W_h.T + x @ W_x.T)
+    loss = next_h.sum()
+    loss.backward()
+    tloss = torch.tanh(th @ tW_h.T + tx @ tW_x.T).sum()
+    tloss.backward()
+    close(loss, tloss, rtol=1e-5)
+    close(W_h.grad, tW_h.grad, rtol=1e-5, atol=1e-6)
+    close(W_x.grad, tW_x.grad, rtol=1e-5, atol=1e-6)
+    assert W_h.grad.device == engine.device(device)
+
+
+def test_gradients_accumulate_until_zeroed_and_reused_tensor_gets_sum(rng):
+    w, tw = pair(rng.standard_normal(5))
+    for _ in range(3):
+        (w * w + w.exp()).sum().backward()
+        (tw * tw + tw.exp()).sum().backward()
+    close(w.grad, tw.grad, rtol=1e-6)
+    w.grad = None
+    (w * 3).sum().backward()
+    np.testing.assert_allclose(w.grad.numpy(), 3.0)
+
+
+def test_diamond_graph_each_node_once():
+    x = engine.tensor(2.0, requires_grad=True)
+    calls = []
+    y = x * 3
+    y.register_hook(lambda g: calls.append(g.item()))
+    z = y * y + y.sin() + y
+    z.backward()
+    assert calls == [pytest.approx(2 * 6 + np.cos(6.0) + 1)]
+    assert x.grad.item() == pytest.approx(3 * (2 * 6 + np.cos(6.0) + 1))
+
+
+def test_dynamic_graph_depth_depends_on_data(rng):
+    w, tw = pair(rng.standard_normal((4, 4)).astype(np.float32) * 0.5)
+    x0 = rng.standard_normal((1, 4)).astype(np.float32)
+    for step in range(1, 5):
+        h, th = engine.tensor(x0), torch.tensor(x0)
+        depth = step + int(abs(float(x0.sum())) * 10) % 3
+        for _ in range(depth):
+            h, th = engine.tanh(h @ w), torch.tanh(th @ tw)
+        h.sum().backward()
+        th.sum().backward()
+        close(w.grad, tw.grad, rtol=1e-5, atol=1e-6)
+        with engine.no_grad():
+            w -= 0.1 * w.grad
+        with torch.no_grad():
+            tw -= 0.1 * tw.grad
+        w.grad, tw.grad = None, None
+
+
+def test_deep_graph_no_recursion_limit():
+    x = engine.tensor([1.0], requires_grad=True)
+    h = x
+    for _ in range(sys.getrecursionlimit() * 3):
+        h = h * 1.0 + 0.0
+    h.sum().backward()
+    assert x.grad.item() == 1.0
+
+
+def test_backward_frees_saved_arrays():
+    x = engine.randn(8, 8, requires_grad=True)
+    y = x.exp()              # saves its output
+    z = (y * x).tanh()       # saves inputs and output
+    refs = [weakref.ref(t._data) for t in (y, z)]
+    loss = z.sum()
+    del y, z
+    gc.collect()
+    assert all(r() is not None for r in refs), "the graph keeps what backward needs until backward"
+    loss.backward()
+    gc.collect()
+    assert all(r() is None for r in refs), "saved intermediates must be released by backward"
+
+
+def test_second_backward_through_freed_graph_raises():
+    x = engine.randn(3, requires_grad=True)
+    y = (x.exp() * x).sum()
+    y.backward()
+    with pytest.raises(RuntimeError, match="backward through the graph a second time"):
+        y.backward()
+
+
+def test_retain_graph_allows_second_backward():
+    x = engine.randn(3, requires_grad=True)
+    y = (x.exp() * x).sum()
+    y.backward(retain_graph=True)
+    g1 = x.grad.clone()
+    y.backward()
+    np.testing.assert_allclose(x.grad.numpy(), 2 * g1.numpy(), rtol=1e-6)
+
+
+def test_backward_on_non_scalar_needs_gradient():
+    x = engine.randn(3, requires_grad=True)
+    y = x * 2
+    with pytest.raises(RuntimeError, match="only for scalar outputs"):
+        y.backward()
+    y.backward(engine.ones(3))
+    np.testing.assert_allclose(x.grad.numpy(), 2.0)
+
+
+def test_inplace_change_of_saved_tensor_is_detected():
+    x = engine.randn(3, requires_grad=True)
+    a = x * 1
+    b = a * a
+    a.add_(1)
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+        b.sum().backward()
+
+
+def test_inplace_change_of_saved_output_is_detected():
+    x = engine.randn(3, requires_grad=True)
+    y = x.exp()
+    z = y.sum()
+    y.mul_(2)
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+        z.backward()
+
+
+def test_inplace_on_leaf_requiring_grad_raises():
+    w = engine.randn(3, requires_grad=True)
+    with pytest.raises(RuntimeError, match="leaf Variable that requires grad"):
+        w.add_(1)
+    with engine.no_grad():
+        w.add_(1)  # allowed, as in optimizers
+
+
+def test_inplace_ops_in_graph_match_torch(rng):
+    a = rng.standard_normal(4).astype(np.float32)
+    w, tw = pair(a)
+    y = w * 2
+    y += w
+    y *= w
+    y.sub_(1).div_(2)
+    ty = tw * 2
+    ty += tw
+    ty *= tw
+    ty.sub_(1).div_(2)
+    y.sum().backward()
+    ty.sum().backward()
+    close(y, ty, rtol=1e-6)
+    close(w.grad, tw.grad, rtol=1e-6)
+
+
+def test_no_grad_and_friends():
+    x = engine.randn(2, requires_grad=True)
+    with engine.no_grad():
+        assert not engine.is_grad_enabled()
+        y = x * 2
+        with engine.enable_grad():
+            z = x * 2
+    assert engine.is_grad_enabled()
+    assert not y.requires_grad and y.grad_fn is None
+    assert z.requires_grad
+
+    @engine.no_grad()
+    def f(t):
+        return t * 2
+    assert not f(x).requires_grad
+    engine.set_grad_enabled(False)
+    assert not (x * 2).requires_grad
+    engine.set_grad_enabled(True)
+    with engine.set_grad_enabled(False):
+        assert not (x * 2).requires_grad
+    assert (x * 2).requires_grad
+
+
+def test_autograd_grad_does_not_touch_dot_grad_and_allow_unused():
+    x = engine.randn(3, requires_grad=True)
+    y = engine.randn(3, requires_grad=True)
+    out = (x * x).sum()
+    (gx,) = engine.autograd.grad(out, [x], retain_graph=True)
+    np.testing.assert_allclose(gx.numpy(), 2 * x.detach().numpy(), rtol=1e-6)
+    assert x.grad is None
+    with pytest.raises(RuntimeError, match="allow_unused"):
+        engine.autograd.grad(out, [x, y], retain_graph=True)
+    gx, gy = engine.autograd.grad(out, [x, y], allow_unused=True)
+    assert gy is None
+
+
+def test_grad_wrt_intermediate():
+    x = engine.randn(3, requires_grad=True)
+    h = x.exp()
+    out = (h * 3).sum()
+    (gh,) = engine.autograd.grad(out, h)
+    np.testing.assert_allclose(gh.numpy(), 3.0)
+
+
+@pytest.mark.parametrize("fn", [
+    lambda m, x: (x ** 3).sum(),
+    lambda m, x: (x.tanh() * x.exp()).sum(),
+    lambda m, x: m.softmax(x, 0).pow(2).sum(),
+    lambda m, x: (x @ x.reshape(3, 1)).sum(),
+    lambda m, x: m.log_softmax(x * x, 0)[1],
+], ids=["cube", "tanh-exp", "softmax", "matmul", "log_softmax"])
+def test_higher_order_gradients_match_torch(rng, fn):
+    """Written once for both libraries (same names): second derivatives through create_graph."""
+    x, tx = pair(rng.standard_normal(3))
+    (g,) = engine.autograd.grad(fn(engine, x), x, create_graph=True)
+    (tg,) = torch.autograd.grad(fn(torch, tx), tx, create_graph=True)
+    close(g, tg, rtol=1e-10)
+    (g * g).sum().backward()
+    (tg * tg).sum().backward()
+    close(x.grad, tx.grad, rtol=1e-10)
+
+
+def test_gradgradcheck_on_composite(rng):
+    a = engine.tensor(rng.standard_normal((2, 3)), dtype=engine.float64, requires_grad=True)
+    b = engine.tensor(rng.standard_normal((3, 2)), dtype=engine.float64, requires_grad=True)
+    assert gradgradcheck(lambda p, q: (p @ q).tanh() * p.sum(), (a, b))
+
+
+def test_hooks_on_leaf_and_nonleaf_and_retain_grad():
+    x = engine.tensor([1.0, 2.0], requires_grad=True)
+    seen = []
+    handle = x.register_hook(lambda g: g * 10)
+    y = x * 3
+    y.retain_grad()
+    y.register_hook(lambda g: seen.append(g.tolist()))
+    y.sum().backward()
+    assert seen == [[1.0, 1.0]]
+    assert x.grad.tolist() == [30.0, 30.0]
+    assert y.grad.tolist() == [1.0, 1.0]
+    handle.remove()
+    x.grad = None
+    (x * 3).sum().backward()
+    assert x.grad.tolist() == [3.0, 3.0]
+
+
+def test_custom_function_matches_builtin(rng):
+    class Cube(Function):
+        @staticmethod
+        def forward(ctx, x, scale):
+            ctx.save_for_backward(x)
+            ctx.scale = scale
+            return x ** 3 * scale
+
+        @staticmethod
+        def backward(ctx, grad):
+            (x,) = ctx.saved_tensors
+            return grad * 3 * x ** 2 * ctx.scale, None
+
+    a = engine.tensor(rng.standard_normal(4), dtype=engine.float64, requires_grad=True)
+    out = Cube.apply(a, 2.0)
+    assert out.grad_fn is not None and "Cube" in out.grad_fn.name()
+    out.sum().backward()
+    np.testing.assert_allclose(a.grad.numpy(), 6 * a.detach().numpy() ** 2)
+    assert gradcheck(lambda t: Cube.apply(t, 2.0), (a,))
+
+
+def test_custom_function_multiple_outputs_and_materialized_grads():
+    class SplitTwo(Function):
+        @staticmethod
+        def forward(ctx, x):
+            return x * 2, x * 3
+
+        @staticmethod
+        def backward(ctx, g1, g2):
+            return g1 * 2 + g2 * 3
+
+    x = engine.tensor([1.0, 2.0], requires_grad=True)
+    a, b = SplitTwo.apply(x)
+    a.sum().backward()  # b unused: its gradient arrives as zeros
+    assert x.grad.tolist() == [2.0, 2.0]
+
+
+def test_requires_grad_errors():
+    with pytest.raises(RuntimeError, match="floating point"):
+        engine.tensor([1, 2]).requires_grad_()
+    y = engine.randn(2, requires_grad=True) * 2
+    with pytest.raises(RuntimeError, match="leaf"):
+        y.requires_grad_(False)
+    with pytest.raises(RuntimeError, match="does not require grad"):
+        engine.tensor([1.0]).sum().backward()
+
+
+def test_numpy_refuses_tensor_requiring_grad():
+    x = engine.randn(2, requires_grad=True)
+    with pytest.raises(RuntimeError, match="detach"):
+        x.numpy()
+    assert isinstance(x.detach().numpy(), np.ndarray)
+
+
+def test_mixed_dtype_gradients_come_back_in_each_dtype():
+    a = engine.tensor([1.0, 2.0], dtype=engine.float16, requires_grad=True)
+    b = engine.tensor([3.0, 4.0], dtype=engine.float32, requires_grad=True)
+    (a * b).sum().backward()
+    assert a.grad.dtype == engine.float16 and b.grad.dtype == engine.float32
+    assert a.grad.tolist() == [3.0, 4.0]
+
+
+def test_memory_stays_flat_over_many_iterations():
+    """10,000 forward/backward iterations of a small model: no growth in live objects or arrays."""
+    rng = np.random.default_rng(0)
+    w1 = engine.tensor(rng.standard_normal((8, 16)).astype(np.float32), requires_grad=True)
+    w2 = engine.tensor(rng.standard_normal((16, 1)).astype(np.float32), requires_grad=True)
+    x = engine.tensor(rng.standard_normal((4, 8)).astype(np.float32))
+
+    def step():
+        loss = ((x @ w1).relu() @ w2).pow(2).mean()
+        loss.backward()
+        with engine.no_grad():
+            w1.sub_(1e-4 * w1.grad)
+            w2.sub_(1e-4 * w2.grad)
+        w1.grad = w2.grad = None
+
+    tracemalloc.start()
+    try:
+        for _ in range(200):  # warm-up: caches, free lists
+            step()
+        gc.collect()
+        objects_before, (bytes_before, _) = len(gc.get_objects()), tracemalloc.get_traced_memory()
+        for _ in range(10_000):
+            step()
+        gc.collect()
+        objects_after, (bytes_after, _) = len(gc.get_objects()), tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert objects_after - objects_before < 50, f"live objects grew from {objects_before} to {objects_after}"
+    assert bytes_after - bytes_before < 64 * 1024, f"traced memory grew by {bytes_after - bytes_before} bytes"
+
+
+def test_no_reference_cycles_per_step():
+    """A training step creates no garbage cycles: memory is freed by reference counting alone."""
+    w = engine.randn(4, 4, requires_grad=True)
+    x = engine.randn(2, 4)
+    gc.collect()
+    gc.disable()
+    try:
+        for _ in range(50):
+            (x @ w).tanh().exp().sum().backward()
+        assert gc.collect() == 0
+    finally:
+        gc.enable()
