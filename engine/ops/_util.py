@@ -36,7 +36,7 @@ def operands(*xs, dtype: dtypes.dtype | None = None):
     Tensors are cast with the differentiable ``cast`` (so gradients come back in their own dtype);
     Python numbers become numpy scalars of that dtype, which keeps numpy from promoting further."""
     from .shape import cast, to_device_op
-    dt = dtype or dtypes.result_type(*xs)
+    dt = dtype or dtypes.result_type(*(x for x in xs if x is not None))
     dev = device_of(*xs)
     out = []
     for x in xs:

@@ -27,7 +27,8 @@ class _Binary(Op):
 
     def forward(self, a, b):
         self.shapes = (_shape(a), _shape(b))
-        return self.compute(a, b)
+        with _ieee(self.xp):  # 1/0 = inf, 0*inf = nan: answers, not warnings
+            return self.compute(a, b)
 
     def grads(self, ga, gb):
         sa, sb = self.shapes
@@ -88,6 +89,8 @@ class Pow(_Binary):
 
     def backward(self, g):
         a, b = self.inputs
+        if not isinstance(a, Tensor):  # a Python-number base (2 ** t): a 0-d tensor for the math below
+            a = Tensor._make(self.xp.asarray(a), self.device)
         ga = gb = None
         if self.needs_grad(0):
             ga = where(b == 0, 0.0, g * b * a ** (b - 1)) if isinstance(b, Tensor) else (
@@ -189,8 +192,14 @@ class Clamp(Op):
             keep = (x <= hi) if keep is None else keep & (x <= hi)
         zero = g.new_zeros(())
         sx, slo, shi = self.shapes
-        glo = sum_to(where(x < lo, g, zero), slo) if self.needs_grad(1) else None
-        ghi = sum_to(where(x > hi, g, zero), shi) if self.needs_grad(2) else None
+        glo = ghi = None
+        # where min > max the output is max, so the gradient goes to max only (as in PyTorch)
+        if self.needs_grad(1):
+            below = (x < lo) if hi is None else (x < lo) & (lo < hi)
+            glo = sum_to(where(below, g, zero), slo)
+        if self.needs_grad(2):
+            above = (x > hi) if lo is None else (x > hi) | (hi < lo)
+            ghi = sum_to(where(above, g, zero), shi)
         return sum_to(where(keep, g, zero), sx) if self.needs_grad(0) else None, glo, ghi
 
 
@@ -451,7 +460,7 @@ class Erf(Op):
 
 
 class _ieee:
-    """log(0) = -inf and sqrt(-1) = nan are answers, not warnings (as in PyTorch)."""
+    """log(0) = -inf, sqrt(-1) = nan and 1/0 = inf are answers, not warnings (as in PyTorch)."""
 
     def __init__(self, xp):
         self.xp = xp
