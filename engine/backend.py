@@ -33,7 +33,7 @@ def cuda_device_count() -> int:
 class device:
     """``engine.device("cpu")``, ``engine.device("cuda:1")``, ``engine.device("cuda", 0)``."""
 
-    __slots__ = ("type", "index")
+    __slots__ = ("type", "index", "_xp")
 
     def __new__(cls, spec="cpu", index: int | None = None):
         if isinstance(spec, device):
@@ -58,14 +58,18 @@ class device:
         if cached is None:
             cached = object.__new__(cls)
             cached.type, cached.index = key
+            cached._xp = np if kind == "cpu" else None
             _devices[key] = cached
         return cached
 
     @property
     def xp(self):
-        """The array module for this device: numpy or cupy."""
-        if self.type == "cpu":
-            return np
+        """The array module for this device: numpy or cupy (checked once, then cached)."""
+        if self._xp is None:
+            self._xp = self._resolve_cuda()
+        return self._xp
+
+    def _resolve_cuda(self):
         cp = _import_cupy()
         if cp is None:
             raise RuntimeError(

@@ -127,26 +127,27 @@ class Op(Node):
         Tensor = _tensor.Tensor
         node = cls(**params)
         dev = None
+        record = False
         arrays = []
         for x in inputs:
             if isinstance(x, Tensor):
                 arrays.append(x._data)
-                dev = x._device if dev is None else dev
+                if dev is None:
+                    dev = x._device
+                record = record or x.requires_grad
             else:
                 arrays.append(x)
         node.device = dev
         node.xp = dev.xp if dev is not None else None
         out = node.forward(*arrays)
-        if cls.changes_device:
-            dev = None  # Tensor._make reads it off the array
-        if not (cls.differentiable and grad_mode._state.enabled
-                and any(isinstance(x, Tensor) and x.requires_grad for x in inputs)):
-            result = Tensor._make(out, dev)
+        out_dev = None if cls.changes_device else dev  # None: Tensor._make reads it off the array
+        if not (record and cls.differentiable and grad_mode._state.enabled):
+            result = Tensor._make(out, out_dev)
             if cls.is_view:
                 _share_storage(result, inputs[0])
             return result
         node.next_edges = tuple(x._edge() if isinstance(x, Tensor) else None for x in inputs)
-        result = Tensor._make(out, dev, grad_fn=node)
+        result = Tensor._make(out, out_dev, grad_fn=node)
         if cls.is_view:
             _share_storage(result, inputs[0])
         if cls.save_inputs:
