@@ -85,8 +85,21 @@ def _infer_shape(shape, numel: int, op: str) -> tuple:
     return shape
 
 
+def _shape_args(shape) -> tuple:
+    """The sizes of reshape/view/expand: ``f(2, -1)``, ``f((2, -1))`` or ``f([2, -1])``. Unlike creation's
+    sizes they may hold -1, which the op itself checks."""
+    out = []
+    for s in _flat_sizes(shape):
+        if isinstance(s, Tensor):
+            s = int(s)
+        if not isinstance(s, numbers.Integral) or isinstance(s, bool):
+            raise TypeError(f"size must be a sequence of ints, got {type(s).__name__} {s!r}")
+        out.append(int(s))
+    return tuple(out)
+
+
 def reshape(input, *shape):
-    shape = _infer_shape(_size_args(shape), input._data.size, "reshape")
+    shape = _infer_shape(_shape_args(shape), input._data.size, "reshape")
     if shape == input._data.shape:
         return Reshape.apply(input, shape=shape) if input.requires_grad else _alias(input)
     return Reshape.apply(input, shape=shape)
@@ -100,7 +113,7 @@ def _alias(x: Tensor) -> Tensor:
 def view(input, *shape):
     if len(shape) == 1 and isinstance(shape[0], (dtypes.dtype,)):
         raise RuntimeError("view(dtype) is not supported; use .to(dtype)")
-    shape = _infer_shape(_size_args(shape), input._data.size, "view")
+    shape = _infer_shape(_shape_args(shape), input._data.size, "view")
     if not input._data.flags.c_contiguous and shape != input._data.shape:
         probe = input._data.view()
         try:
@@ -173,7 +186,7 @@ class Permute(Op):
 
 
 def permute(input, *dims):
-    dims = _size_args(dims) if not (len(dims) == 1 and isinstance(dims[0], (tuple, list))) else tuple(dims[0])
+    dims = _shape_args(dims)
     if len(dims) != input.ndim:
         raise RuntimeError(f"permute: number of dims don't match: input has {input.ndim} dims, got {len(dims)}")
     dims = tuple(wrap_dim(d, input.ndim) for d in dims)
@@ -224,7 +237,7 @@ class Expand(Op):
 
 
 def expand(input, *sizes):
-    sizes = _size_args(sizes) if not builtins.any(s == -1 for s in _flat_sizes(sizes)) else tuple(_flat_sizes(sizes))
+    sizes = _shape_args(sizes)
     if len(sizes) < input.ndim:
         raise RuntimeError(f"expand: the number of sizes provided ({len(sizes)}) must be greater or equal to "
                            f"the number of dimensions in the tensor ({input.ndim})")
@@ -232,6 +245,8 @@ def expand(input, *sizes):
     shape = []
     for i, s in enumerate(sizes):
         have = input.shape[i - lead] if i >= lead else None
+        if s < -1:
+            raise RuntimeError(f"expand: invalid size {s} in {list(sizes)}; sizes must be >= 0, or -1 to keep one")
         if s == -1:
             if have is None:
                 raise RuntimeError("expand: -1 is not allowed in a leading, non-existing dimension")
