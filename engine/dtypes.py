@@ -25,8 +25,12 @@ class dtype:
     def __repr__(self) -> str:
         return f"engine.{self.name}"
 
-    def __reduce__(self):  # copy/deepcopy keep identity
-        return (_by_name.__getitem__, (self.name,))
+    def __reduce__(self):  # copy, deepcopy and pickle keep identity
+        return (_dtype_by_name, (self.name,))
+
+
+def _dtype_by_name(name: str) -> "dtype":
+    return _by_name[name]
 
 
 bool_ = dtype("bool", np.bool_, 0)
@@ -59,11 +63,12 @@ def set_default_dtype(d: dtype) -> None:
 
 
 def as_dtype(d) -> dtype:
-    """Accept an engine dtype, a numpy dtype/type, a Python type or a name like 'float32'."""
+    """Accept an engine dtype, a numpy dtype/type, a Python type or a name like 'float32'.
+    As in PyTorch, the Python type ``float`` means float64 (``torch.zeros(2, dtype=float)``)."""
     if isinstance(d, dtype):
         return d
     if d is float:
-        return _default_float
+        return float64
     if d is int:
         return int64
     if d is bool:

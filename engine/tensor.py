@@ -99,6 +99,11 @@ class Tensor:
     def is_contiguous(self) -> bool:
         return bool(self._data.flags.c_contiguous)
 
+    def stride(self, dim: int | None = None):
+        """Steps in elements (not bytes) between neighbours along each dimension, as PyTorch reports."""
+        strides = tuple(st // self._data.itemsize for st in self._data.strides)
+        return strides if dim is None else strides[_wrap_dim(dim, self.ndim)]
+
     def __len__(self) -> int:
         if self.ndim == 0:
             raise TypeError("len() of a 0-d tensor")
@@ -132,14 +137,27 @@ class Tensor:
         return self._data if self._device.type == "cpu" else self._data.get()
 
     def __array__(self, dtype=None, copy=None):
+        """numpy's protocol: shares memory unless ``dtype`` differs or ``copy=True`` asks for a copy."""
         arr = self.numpy()
-        return arr if dtype is None else arr.astype(dtype, copy=False)
+        if dtype is not None and np.dtype(dtype) != arr.dtype:
+            if copy is False:
+                raise ValueError(f"converting a {self.dtype.name} tensor to numpy {np.dtype(dtype)} needs a copy, "
+                                 "but copy=False was given")
+            return arr.astype(dtype)
+        return arr.copy() if copy else arr
+
+    def _python_scalar(self, kind: str):
+        if self._data.size != 1:
+            raise ValueError(f"only one element tensors can be converted to Python scalars; this one has "
+                             f"{self._data.size} elements (shape {list(self.shape)}): use .tolist(), or index "
+                             f"it first")
+        return self.item()
 
     def __float__(self):
-        return float(self.item())
+        return float(self._python_scalar("float"))
 
     def __int__(self):
-        return int(self.item())
+        return int(self._python_scalar("int"))
 
     def __index__(self):
         if self.dtype.is_floating_point or self._data.size != 1:
@@ -152,9 +170,15 @@ class Tensor:
         return bool(self.item())
 
     def __format__(self, spec: str) -> str:
-        if self._data.size == 1 and spec:
+        """As PyTorch: a 0-d tensor formats as its Python number (``f"{loss:.4f}"``); other tensors
+        only with an empty spec (their repr)."""
+        if self.ndim == 0:
             return format(self.item(), spec)
-        return format(repr(self), spec)
+        if spec:
+            raise TypeError(f"unsupported format string {spec!r} passed to Tensor.__format__: only 0-d tensors "
+                            f"take a format spec, this one has shape {list(self.shape)}; format t.item() "
+                            "(one element) or the values of t.tolist()")
+        return repr(self)
 
     def __iter__(self):
         if self.ndim == 0:
@@ -324,9 +348,19 @@ class Tensor:
     def cuda(self, device=None) -> "Tensor":
         return self.to(Device("cuda", device) if isinstance(device, int) or device is None else device)
 
-    def type(self, dtype=None):
+    def type(self, dtype=None, non_blocking: bool = False):
+        """``t.type()`` is the legacy type name (``'engine.FloatTensor'``); ``t.type(dtype)`` casts and
+        also takes such a name (``'engine.LongTensor'``, ``'torch.cuda.FloatTensor'``)."""
         if dtype is None:
-            return f"engine.{self.dtype.name}"
+            return ("engine.cuda." if self.is_cuda else "engine.") + _LEGACY_TYPE_NAMES[self.dtype.name]
+        if isinstance(dtype, str) and dtype.endswith("Tensor"):
+            parts = dtype.split(".")
+            by_legacy = {v: k for k, v in _LEGACY_TYPE_NAMES.items()}
+            if len(parts) < 2 or parts[0] not in ("engine", "torch") or parts[-1] not in by_legacy \
+                    or parts[1:-1] not in ([], ["cuda"]):
+                raise ValueError(f"invalid type {dtype!r}: expected e.g. 'engine.FloatTensor' or "
+                                 "'engine.cuda.LongTensor'")
+            return self.to(device="cuda" if parts[1:-1] == ["cuda"] else "cpu", dtype=by_legacy[parts[-1]])
         return self.to(dtype)
 
     def float(self):
@@ -366,11 +400,25 @@ class Tensor:
                     requires_grad=requires_grad)
 
 
+_LEGACY_TYPE_NAMES = {"float32": "FloatTensor", "float64": "DoubleTensor", "float16": "HalfTensor",
+                      "int64": "LongTensor", "int32": "IntTensor", "int16": "ShortTensor", "int8": "CharTensor",
+                      "uint8": "ByteTensor", "bool": "BoolTensor"}
+
+
 class Size(tuple):
     """``tensor.shape``: a tuple, printed as PyTorch prints it."""
 
     def __repr__(self) -> str:
         return f"engine.Size({list(self)})"
+
+    def __getitem__(self, key):
+        out = tuple.__getitem__(self, key)
+        return Size(out) if isinstance(key, slice) else out
+
+    def __add__(self, other):
+        if not isinstance(other, tuple):
+            return NotImplemented
+        return Size(tuple(self) + tuple(other))
 
     def numel(self) -> int:
         n = 1
@@ -420,32 +468,52 @@ def as_array(data, dtype=None, device=None):
 
 
 def _from_python(data, dtype):
-    if isinstance(data, (list, tuple)) and any(isinstance(x, Tensor) for x in _flat(data)):
-        data = _nested_map(data, lambda x: x.item() if isinstance(x, Tensor) else x)
-    arr = np.asarray(data)
-    if arr.dtype == object:
-        raise TypeError("could not build a tensor from this data: expected numbers or (nested) sequences "
-                        "of numbers with a regular shape")
-    if dtype is None:
-        if arr.dtype.kind == "f":
-            arr = arr.astype(dtypes.get_default_dtype().np)
-        elif arr.dtype.kind in "iu":
-            arr = arr.astype(np.int64)
-        elif arr.dtype.kind == "b":
-            pass
-        else:
-            raise TypeError(f"unsupported data of numpy kind {arr.dtype}")
-    return arr
+    """A numpy array from Python data: numbers, bools, (nested) lists/tuples of them, numpy scalars and
+    arrays, tensors. With ``dtype=None`` the dtype is PyTorch's: the promotion of every element's type,
+    where Python floats are the default float dtype, ints int64, bools bool, and numpy scalars, numpy
+    arrays and tensors keep their own dtype."""
+    inferred = _infer_dtype(data)
+    target = dtypes.as_dtype(dtype) if dtype is not None else inferred
+    if isinstance(data, (list, tuple, range)):
+        data = _nested_map(data, lambda x: x._host() if isinstance(x, Tensor) else x)
+    try:
+        return np.asarray(data, dtype=target.np)
+    except ValueError as e:
+        if "inhomogeneous" in str(e) or "sequence" in str(e):
+            raise ValueError("could not build a tensor: the nested sequences do not have a regular shape "
+                             "(e.g. [[1, 2], [3]]); every sequence at one depth must have the same length "
+                             f"({e})") from None
+        raise
 
 
-def _flat(data):
+def _infer_dtype(data) -> dtypes.dtype:
+    result = None
+    seen = set()  # Python scalar types already counted: each decides the dtype once
     stack = [data]
     while stack:
         x = stack.pop()
-        if isinstance(x, (list, tuple)):
+        kind = type(x)
+        if kind in seen:
+            continue
+        if kind is list or kind is tuple or kind is range:
             stack.extend(x)
+            continue
+        if isinstance(x, (np.ndarray, np.generic)):  # before float: np.float64 subclasses float
+            d = dtypes.from_numpy_dtype(x.dtype)
+        elif isinstance(x, Tensor):
+            d = x.dtype
+        elif isinstance(x, (bool, int, float)):
+            d = (dtypes.bool_ if isinstance(x, bool) else dtypes.int64 if isinstance(x, int)
+                 else dtypes.get_default_dtype())
+            seen.add(kind)
+        elif isinstance(x, (list, tuple)):
+            stack.extend(x)
+            continue
         else:
-            yield x
+            raise TypeError(f"could not infer the dtype of {type(x).__name__} {x!r:.40}: a tensor is built from "
+                            "numbers, bools, (nested) lists or tuples of them, numpy arrays or tensors")
+        result = d if result is None else dtypes.promote_types(result, d)
+    return dtypes.get_default_dtype() if result is None else result
 
 
 def _nested_map(data, fn):
