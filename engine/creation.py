@@ -91,29 +91,68 @@ empty_like = zeros_like
 
 
 def arange(start, end=None, step=1, *, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
+    """``arange(end)``, ``arange(start, end[, step])``: int64 when every bound is an integer, else the
+    default float dtype. Computed as PyTorch does: ``start + i * step`` in float64 for float results;
+    for integer results the bounds are first truncated to integers."""
     if end is None:
         start, end = 0, start
     vals = [v.item() if isinstance(v, Tensor) else v for v in (start, end, step)]
-    if step == 0:
-        raise RuntimeError("arange: step must be nonzero")
+    for v in vals:
+        if not isinstance(v, numbers.Real):
+            raise TypeError(f"arange: start, end and step must be numbers, got {type(v).__name__} {v!r}")
     if dtype is None:
         dt = dtypes.int64 if all(isinstance(v, numbers.Integral) for v in vals) else dtypes.get_default_dtype()
     else:
         dt = dtypes.as_dtype(dtype)
+    if dt is dtypes.bool_:
+        raise RuntimeError("arange: dtype bool is not supported; build an integer range and compare it")
+    if not all(np.isfinite(float(v)) for v in vals[:2]):
+        raise RuntimeError(f"arange: unsupported range: {vals[0]} -> {vals[1]} (bounds must be finite)")
+    if dt.is_floating_point:
+        xstart, xend, xstep = (float(v) for v in vals)
+    else:
+        xstart, xend, xstep = (int(v) for v in vals)  # truncated toward zero, as PyTorch
+    if xstep == 0:
+        raise RuntimeError("arange: step must be nonzero")
+    if not ((xstep > 0 and xend >= xstart) or (xstep < 0 and xend <= xstart)):
+        raise RuntimeError(f"arange: upper bound and lower bound inconsistent with step sign "
+                           f"(start={vals[0]}, end={vals[1]}, step={vals[2]})")
+    if dt is dtypes.int64:
+        sgn = 1 if xstep > 0 else -1
+        n = (xend - xstart + xstep - sgn) // xstep
+    else:
+        n = int(np.ceil((float(vals[1]) - float(vals[0])) / float(vals[2])))
     dev = _dev(device)
-    n = max(int(np.ceil((vals[1] - vals[0]) / vals[2])), 0)
-    # computed in float64 (as PyTorch does) then cast: start + i * step
-    arr = (vals[0] + np.arange(n, dtype=np.float64) * vals[2]).astype(dt.np) if dt.is_floating_point \
-        else np.arange(vals[0], vals[1], vals[2], dtype=np.int64).astype(dt.np)
+    if dt.is_floating_point:
+        arr = (xstart + np.arange(n, dtype=np.float64) * xstep).astype(dt.np)
+    else:
+        arr = (xstart + np.arange(n, dtype=np.int64) * xstep).astype(dt.np)
     return _finish(arr, dev, requires_grad)
 
 
 def linspace(start, end, steps: int, *, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
+    """``steps`` values from ``start`` to ``end``, computed as PyTorch's CPU kernel does (in the result
+    dtype: the first half as start + i*step, the second as end - (steps-1-i)*step), so results match
+    PyTorch's bit for bit."""
+    steps = int(steps)
     if steps < 0:
-        raise RuntimeError("linspace: number of steps must be non-negative")
+        raise RuntimeError(f"linspace: number of steps must be non-negative, got {steps}")
+    start, end = (v.item() if isinstance(v, Tensor) else v for v in (start, end))
     dt, dev = _float_dtype(dtype), _dev(device)
-    return _finish(np.linspace(float(start), float(end), steps, dtype=np.float64).astype(dt.np), dev,
-                   requires_grad)
+    idx = np.arange(steps, dtype=np.int64)
+    if dt.is_floating_point:
+        x0, x1 = dt.np.type(start), dt.np.type(end)
+        step = (x1 - x0) / dt.np.type(max(steps - 1, 1))
+        i = idx.astype(dt.np)
+        back = (steps - 1 - idx).astype(dt.np)
+    else:
+        x0, x1 = float(int(start)), float(int(end))
+        step = (x1 - x0) / max(steps - 1, 1)
+        i, back = idx.astype(np.float64), (steps - 1 - idx).astype(np.float64)
+    arr = np.where(idx < steps // 2, x0 + step * i, x1 - step * back)
+    if steps == 1:
+        arr = np.full(1, x0)
+    return _finish(np.asarray(arr).astype(dt.np), dev, requires_grad)
 
 
 def logspace(start, end, steps: int, base: float = 10.0, *, dtype=None, device=None,
@@ -123,20 +162,31 @@ def logspace(start, end, steps: int, base: float = 10.0, *, dtype=None, device=N
 
 
 def eye(n: int, m: int | None = None, *, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
+    for name, v in (("n", n), ("m", m)):
+        if v is not None and v < 0:
+            raise RuntimeError(f"eye: {name} must be greater or equal to 0, got {v}")
     dt, dev = _float_dtype(dtype), _dev(device)
     return _finish(dev.xp.eye(n, n if m is None else m, dtype=dt.np), dev, requires_grad)
 
 
 # ---- random -------------------------------------------------------------------------------------
 
+def _random_float_dtype(fn: str, dtype) -> dtypes.dtype:
+    dt = _float_dtype(dtype)
+    if not dt.is_floating_point:
+        raise RuntimeError(f"{fn}: dtype {dt} is not a floating point type; {fn} draws real numbers "
+                           "(use randint for integers, or cast the result)")
+    return dt
+
+
 def rand(*size, generator=None, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
-    dt, dev = _float_dtype(dtype), _dev(device)
+    dt, dev = _random_float_dtype("rand", dtype), _dev(device)
     arr = generator_for(dev, generator).uniform(_size_args(size), dt.np)
     return _finish(arr, dev, requires_grad)
 
 
 def randn(*size, generator=None, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
-    dt, dev = _float_dtype(dtype), _dev(device)
+    dt, dev = _random_float_dtype("randn", dtype), _dev(device)
     arr = generator_for(dev, generator).normal(_size_args(size), dt.np)
     return _finish(arr, dev, requires_grad)
 
@@ -145,8 +195,11 @@ def randint(low, high=None, size=None, *, generator=None, dtype=None, device=Non
             requires_grad: bool = False) -> Tensor:
     if size is None and isinstance(high, (tuple, list)):  # randint(high, size)
         low, high, size = 0, low, high
-    if high is None:
+    elif high is None and size is not None:  # randint(high, size=size)
+        low, high = 0, low
+    if high is None or size is None:
         raise TypeError("randint() needs high and size: randint(high, size) or randint(low, high, size)")
+    low, high = (v.item() if isinstance(v, Tensor) else v for v in (low, high))
     if low >= high:
         raise RuntimeError(f"random_ expects 'from' to be less than 'to', but got from={low} >= to={high}")
     dt, dev = dtypes.as_dtype(dtype) if dtype is not None else dtypes.int64, _dev(device)

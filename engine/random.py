@@ -63,6 +63,12 @@ class Generator:
 
     # the streams the random functions draw from (numpy's Generator on the CPU, CuPy's RandomState)
     def uniform(self, shape, dtype):
+        """Uniform on [0, 1) in ``dtype``: 1.0 is never drawn."""
+        if np.dtype(dtype) == np.float16:
+            # k / 2**11 for a random 11-bit k (float16's precision, as PyTorch draws halves): rounding a
+            # wider draw to float16 would give 1.0 for draws above 1 - 2**-12
+            draw = self._gen.integers if self.device.type == "cpu" else self._gen.randint
+            return (draw(0, 1 << 11, size=shape, dtype=np.int64) * 2.0 ** -11).astype(dtype)
         draw = self._gen.random if self.device.type == "cpu" else self._gen.random_sample
         return draw(shape, dtype=_draw_dtype(dtype)).astype(dtype, copy=False)
 
