@@ -16,11 +16,11 @@ class Matmul(Op):
         # treat 1-D operands as a row (a) or a column (b), then unbroadcast the batch dims
         a2 = a.unsqueeze(0) if a.ndim == 1 else a
         b2 = b.unsqueeze(-1) if b.ndim == 1 else b
-        g2 = g
-        if a.ndim == 1:
-            g2 = g2.unsqueeze(-2)
+        g2 = g  # the output as if from a2 @ b2 (b first: with 1-D @ 1-D, g is 0-d and becomes (1, 1))
         if b.ndim == 1:
             g2 = g2.unsqueeze(-1)
+        if a.ndim == 1:
+            g2 = g2.unsqueeze(-2)
         ga = gb = None
         if self.needs_grad(0):
             ga = sum_to(matmul(g2, b2.mT), a2.shape).reshape(a.shape)
@@ -106,12 +106,14 @@ class Einsum(Op):
             kept = "".join(c for c in sub if c in available)
             gi = einsum(",".join([out] + other_subs) + "->" + kept, g, *others)
             # letters summed only within this operand: broadcast the gradient back over them
-            if kept != sub:
-                for k, c in enumerate(sub):
-                    if c not in available:
-                        gi = gi.unsqueeze(k)
-                gi = gi.expand(xs[i].shape)
-            grads.append(gi)
+            for k, c in enumerate(sub):
+                if c not in available:
+                    gi = gi.unsqueeze(k)
+            # this operand's size-1 dims that broadcast against the others: sum the gradient back;
+            # dims where the gradient has size 1 (summed letters, or broadcast by the others): expand
+            shape = tuple(xs[i].shape)
+            gi = sum_to(gi, tuple(1 if n == 1 else m for n, m in zip(shape, gi.shape)))
+            grads.append(gi.expand(shape) if tuple(gi.shape) != shape else gi)
         return tuple(grads)
 
 
