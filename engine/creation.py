@@ -132,8 +132,9 @@ def arange(start, end=None, step=1, *, dtype=None, device=None, requires_grad: b
 
 def linspace(start, end, steps: int, *, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
     """``steps`` values from ``start`` to ``end``, computed as PyTorch's CPU kernel does (in the result
-    dtype: the first half as start + i*step, the second as end - (steps-1-i)*step), so results match
-    PyTorch's bit for bit."""
+    dtype: the first half as start + i*step, the second as end - (steps-1-i)*step, so both ends are
+    exact); values agree with PyTorch's to the last bit or one rounding (its kernel may fuse a
+    multiply-add)."""
     steps = int(steps)
     if steps < 0:
         raise RuntimeError(f"linspace: number of steps must be non-negative, got {steps}")
