@@ -53,6 +53,22 @@ def operands(*xs, dtype: dtypes.dtype | None = None):
     return out
 
 
+class ieee:
+    """``with ieee(xp):`` inf and nan results (log(0), 1/0, 0*inf, exp(1000), a cast that overflows)
+    are answers, not warnings, as in PyTorch. A no-op for cupy, which does not warn."""
+
+    def __init__(self, xp):
+        self.xp = xp
+
+    def __enter__(self):
+        if self.xp.__name__ == "numpy":
+            self.old = self.xp.seterr(all="ignore")
+
+    def __exit__(self, *exc):
+        if self.xp.__name__ == "numpy":
+            self.xp.seterr(**self.old)
+
+
 def as_tensor_like(x, like: Tensor) -> Tensor:
     """A constant operand (array or list) turned into a tensor on ``like``'s device."""
     if isinstance(x, Tensor):

@@ -7,7 +7,7 @@ import math
 from .. import dtypes
 from ..autograd.graph import Op
 from ..tensor import Tensor
-from ._util import bind, float_operand, is_scalar, operands, sum_to
+from ._util import bind, float_operand, ieee, is_scalar, operands, sum_to
 
 
 def _shape(x):
@@ -27,7 +27,7 @@ class _Binary(Op):
 
     def forward(self, a, b):
         self.shapes = (_shape(a), _shape(b))
-        with _ieee(self.xp):  # 1/0 = inf, 0*inf = nan: answers, not warnings
+        with ieee(self.xp):  # 1/0 = inf, 0*inf = nan: answers, not warnings
             return self.compute(a, b)
 
     def grads(self, ga, gb):
@@ -307,7 +307,8 @@ class Exp(Op):
     save_output = True
 
     def forward(self, x):
-        return self.xp.exp(x)
+        with ieee(self.xp):
+            return self.xp.exp(x)
 
     def backward(self, g):
         return g * self.output
@@ -317,7 +318,7 @@ class Log(Op):
     save_inputs = True
 
     def forward(self, x):
-        with _ieee(self.xp):
+        with ieee(self.xp):
             return self.xp.log(x)
 
     def backward(self, g):
@@ -328,7 +329,7 @@ class Log2(Op):
     save_inputs = True
 
     def forward(self, x):
-        with _ieee(self.xp):
+        with ieee(self.xp):
             return self.xp.log2(x)
 
     def backward(self, g):
@@ -339,7 +340,7 @@ class Log1p(Op):
     save_inputs = True
 
     def forward(self, x):
-        with _ieee(self.xp):
+        with ieee(self.xp):
             return self.xp.log1p(x)
 
     def backward(self, g):
@@ -350,7 +351,8 @@ class Expm1(Op):
     save_output = True
 
     def forward(self, x):
-        return self.xp.expm1(x)
+        with ieee(self.xp):
+            return self.xp.expm1(x)
 
     def backward(self, g):
         return g * (self.output + 1)
@@ -360,7 +362,7 @@ class Sqrt(Op):
     save_output = True
 
     def forward(self, x):
-        with _ieee(self.xp):
+        with ieee(self.xp):
             return self.xp.sqrt(x)
 
     def backward(self, g):
@@ -371,7 +373,7 @@ class Rsqrt(Op):
     save_output = True
 
     def forward(self, x):
-        with _ieee(self.xp):
+        with ieee(self.xp):
             return 1 / self.xp.sqrt(x)
 
     def backward(self, g):
@@ -457,21 +459,6 @@ class Erf(Op):
     def backward(self, g):
         x = self.inputs[0]
         return g * (2 / math.sqrt(math.pi)) * exp(-(x * x))
-
-
-class _ieee:
-    """log(0) = -inf, sqrt(-1) = nan and 1/0 = inf are answers, not warnings (as in PyTorch)."""
-
-    def __init__(self, xp):
-        self.xp = xp
-
-    def __enter__(self):
-        if self.xp.__name__ == "numpy":
-            self.old = self.xp.seterr(divide="ignore", invalid="ignore")
-
-    def __exit__(self, *exc):
-        if self.xp.__name__ == "numpy":
-            self.xp.seterr(**self.old)
 
 
 def _unary(op, float_only=True):

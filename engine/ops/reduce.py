@@ -7,7 +7,7 @@ from collections import namedtuple
 from .. import dtypes
 from ..autograd.graph import Op
 from ..tensor import Tensor
-from ._util import bind, float_operand, normalize_dims, wrap_dim
+from ._util import bind, float_operand, ieee, normalize_dims, wrap_dim
 from .elementwise import _nondiff, exp, where
 
 values_indices = namedtuple("values_indices", ["values", "indices"])
@@ -90,7 +90,7 @@ class LogSumExp(_Reduce):
         xp = self.xp
         m = xp.amax(x, axis=dims, keepdims=True)
         m = xp.where(xp.isfinite(m), m, 0)
-        with _quiet(xp):
+        with ieee(xp):
             out = xp.log(xp.sum(xp.exp(x - m), axis=dims, keepdims=True)) + m
         return out if keepdim else out.squeeze(axis=dims)
 
@@ -114,19 +114,6 @@ class Norm2(_Reduce):
         norm = _expand_back(self.output, self.shape, self.dims, self.keepdim)
         scale = where(norm == 0, 0.0, _expand_back(g, self.shape, self.dims, self.keepdim) / norm)
         return x * scale
-
-
-class _quiet:
-    def __init__(self, xp):
-        self.xp = xp
-
-    def __enter__(self):
-        if self.xp.__name__ == "numpy":
-            self.old = self.xp.seterr(all="ignore")
-
-    def __exit__(self, *exc):
-        if self.xp.__name__ == "numpy":
-            self.xp.seterr(**self.old)
 
 
 def _reduce(op, input, dim, keepdim, **params):
@@ -296,8 +283,9 @@ class Softmax(Op):
         xp = self.xp
         m = xp.amax(x, axis=self.dim, keepdims=True)
         m = xp.where(xp.isfinite(m), m, 0)  # rows of -inf stay finite; -inf entries give exactly 0
-        e = xp.exp(x - m)
-        return e / xp.sum(e, axis=self.dim, keepdims=True)
+        with ieee(xp):  # a row of only -inf is nan, quietly (as in PyTorch)
+            e = xp.exp(x - m)
+            return e / xp.sum(e, axis=self.dim, keepdims=True)
 
     def backward(self, g):
         y = self.output
@@ -312,7 +300,7 @@ class LogSoftmax(Op):
         m = xp.amax(x, axis=self.dim, keepdims=True)
         m = xp.where(xp.isfinite(m), m, 0)
         shifted = x - m
-        with _quiet(xp):
+        with ieee(xp):
             return shifted - xp.log(xp.sum(xp.exp(shifted), axis=self.dim, keepdims=True))
 
     def backward(self, g):

@@ -9,13 +9,14 @@ from .. import dtypes
 from ..autograd.graph import Op
 from ..backend import device as Device, to_device
 from ..tensor import Tensor, _size_args
-from ._util import bind, normalize_dims, operands, sum_to, wrap_dim
+from ._util import bind, ieee, normalize_dims, operands, sum_to, wrap_dim
 
 
 class Cast(Op):
     def forward(self, x):
         self.src = dtypes.from_numpy_dtype(x.dtype)
-        return x.astype(self.dtype.np)
+        with ieee(self.xp):  # float32 1e5 -> float16 inf, as in PyTorch: no warning
+            return x.astype(self.dtype.np)
 
     def backward(self, g):
         return cast(g, self.src) if self.src.is_floating_point else None
