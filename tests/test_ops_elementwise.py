@@ -452,3 +452,14 @@ def test_incompatible_shapes_name_op_and_shapes(op, name):
         op(a, b)
     msg = str(info.value)
     assert name in msg and "(3, 4)" in msg and "(5,)" in msg
+
+
+@pytest.mark.filterwarnings("error::RuntimeWarning")
+def test_inf_and_nan_results_do_not_warn():
+    x = engine.tensor([0.0, -1.0, 1.0, 100.0, float("inf"), float("nan")])
+    for f in (engine.log, engine.sqrt, engine.rsqrt, engine.log1p, engine.exp, engine.expm1, engine.log2):
+        f(x)
+    x / 0.0, x * float("inf"), x % 0.0, x ** -1.0, 0.0 ** -x, x - float("inf")
+    (x * 1e5).half()
+    engine.softmax(engine.tensor([[float("-inf"), float("-inf")]]), 1)
+    engine.tensor([1000.0]).exp()
