@@ -16,7 +16,7 @@ from .autograd.graph import VersionCounter, RemovableHandle, accumulator, run_ba
 
 
 class Tensor:
-    __slots__ = ("_data", "_device", "requires_grad", "grad", "grad_fn", "_output_nr", "_vc", "_base",
+    __slots__ = ("_data", "_device", "_requires_grad", "grad", "grad_fn", "_output_nr", "_vc", "_base",
                  "_hooks", "_accum", "_retains_grad", "__weakref__")
 
     # numpy must defer to our reflected operators (np_array + tensor -> Tensor.__radd__)
@@ -30,7 +30,7 @@ class Tensor:
     def _init(self, arr, dev, grad_fn=None):
         self._data = arr
         self._device = dev
-        self.requires_grad = grad_fn is not None
+        self._requires_grad = grad_fn is not None
         self.grad = None
         self.grad_fn = grad_fn
         self._output_nr = 0
@@ -185,6 +185,13 @@ class Tensor:
             raise TypeError("iteration over a 0-d tensor")
         return iter(self.unbind(0))
 
+    def __contains__(self, element) -> bool:
+        """``x in t``: whether any element of ``t`` equals ``x``."""
+        if not isinstance(element, (Tensor, numbers.Number)):
+            raise RuntimeError(f"Tensor.__contains__ only supports Tensor or scalar, but you passed in a "
+                               f"{type(element).__name__}")
+        return bool((self == element).any().item())
+
     def __repr__(self) -> str:
         from ._format import tensor_repr
         return tensor_repr(self)
@@ -197,16 +204,26 @@ class Tensor:
             return (accumulator(self), 0)
         return None
 
+    @property
+    def requires_grad(self) -> bool:
+        return self._requires_grad
+
+    @requires_grad.setter
+    def requires_grad(self, value: bool) -> None:
+        """``t.requires_grad = flag`` is ``t.requires_grad_(flag)``, with the same checks."""
+        self.requires_grad_(value)
+
     def requires_grad_(self, requires_grad: bool = True) -> "Tensor":
         if self.grad_fn is not None:
             if not requires_grad:
                 raise RuntimeError("you can only change requires_grad flags of leaf variables. If you want "
                                    "to use a computed variable in a subgraph that doesn't require "
                                    "differentiation use var_no_grad = var.detach().")
+            self._requires_grad = True  # an op's output always requires grad
             return self
         if requires_grad and self._data.dtype.kind != "f":
             raise RuntimeError(f"only Tensors of floating point dtype can require gradients, got {self.dtype}")
-        self.requires_grad = bool(requires_grad)
+        self._requires_grad = bool(requires_grad)
         return self
 
     def detach(self) -> "Tensor":
@@ -217,7 +234,7 @@ class Tensor:
 
     def detach_(self) -> "Tensor":
         self.grad_fn = None
-        self.requires_grad = False
+        self._requires_grad = False
         return self
 
     @property
@@ -227,6 +244,12 @@ class Tensor:
 
     @data.setter
     def data(self, other: "Tensor"):
+        """Swap in ``other``'s storage (any shape); history and ``requires_grad`` stay."""
+        if not isinstance(other, Tensor):
+            raise TypeError(f"data must be set to a Tensor, got {type(other).__name__}")
+        if self._requires_grad and other._data.dtype.kind != "f":
+            raise RuntimeError(f"data set to a tensor that requires gradients must be floating point, got "
+                               f"{other.dtype}")
         self._data = other._data
         self._device = other._device
 
