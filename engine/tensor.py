@@ -101,7 +101,14 @@ class Tensor:
 
     def stride(self, dim: int | None = None):
         """Steps in elements (not bytes) between neighbours along each dimension, as PyTorch reports."""
-        strides = tuple(st // self._data.itemsize for st in self._data.strides)
+        if self._data.size == 0:  # numpy may report 0 strides here; PyTorch reports contiguous ones
+            strides, step = [], 1
+            for n in reversed(self._data.shape):
+                strides.insert(0, step)
+                step *= max(n, 1)
+            strides = tuple(strides)
+        else:
+            strides = tuple(st // self._data.itemsize for st in self._data.strides)
         return strides if dim is None else strides[_wrap_dim(dim, self.ndim)]
 
     def __len__(self) -> int:
