@@ -69,19 +69,15 @@ class _Formatter:
                 absv = np.abs(vals)
                 lo, hi = float(absv.min()), float(absv.max())
                 self.int_mode = bool(np.all(vals == np.ceil(vals)))
-                if self.int_mode:
-                    if hi / lo > 1000.0 or hi > 1.0e8:
-                        self.sci_mode = True
-                        self.max_width = max(len(f"{v:.{p}e}") for v in vals.tolist())
-                    else:
-                        self.max_width = max(len(f"{v:.0f}") + 1 for v in vals.tolist())
-                elif hi / lo > 1000.0 or hi > 1.0e8 or lo < 1.0e-4:
-                    self.sci_mode = True
+                self.sci_mode = (hi / lo > 1000.0 or hi > 1.0e8 or lo < 1.0e-4) if PRINT_OPTS.sci_mode is None \
+                    else bool(PRINT_OPTS.sci_mode)
+                if self.sci_mode:
                     self.max_width = max(len(f"{v:.{p}e}") for v in vals.tolist())
+                elif self.int_mode:
+                    # integral floats print as "3." : one more character
+                    self.max_width = max(len(f"{v:.0f}") + 1 for v in vals.tolist())
                 else:
                     self.max_width = max(len(f"{v:.{p}f}") for v in vals.tolist())
-        if PRINT_OPTS.sci_mode is not None:
-            self.sci_mode = PRINT_OPTS.sci_mode
 
     def width(self) -> int:
         return self.max_width
