@@ -26,9 +26,10 @@ from .creation import (arange, as_tensor, empty, empty_like, eye, from_numpy, fu
                        logspace, normal, ones, ones_like, rand, rand_like, randint, randint_like, randn,
                        randn_like, randperm, tensor, zeros, zeros_like)
 from .random import Generator, default_generator, get_rng_state, initial_seed, manual_seed, seed, set_rng_state
+from .serialization import load, save
 from ._format import set_printoptions
 from .autograd import enable_grad, inference_mode, is_grad_enabled, no_grad, set_grad_enabled
-from . import autograd, cuda, nn
+from . import autograd, cuda, nn, utils
 
 # PyTorch's aliases
 float = float32

@@ -1,0 +1,2 @@
+"""``engine.utils``: as ``torch.utils``; ``engine.utils.data`` holds datasets, samplers and DataLoader."""
+from . import data  # noqa: F401
