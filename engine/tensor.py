@@ -22,8 +22,20 @@ class Tensor:
     # numpy must defer to our reflected operators (np_array + tensor -> Tensor.__radd__)
     __array_priority__ = 1000
 
-    def __init__(self, data=(), *, dtype=None, device=None, requires_grad: bool = False):
-        src = as_array(data, dtype if dtype is not None else dtypes.get_default_dtype(), device)
+    def __init__(self, *args, dtype=None, device=None, requires_grad: bool = False):
+        """``Tensor(data)`` copies data as the default float dtype; ``Tensor(2, 3)`` (or a Size) is a
+        zero-filled tensor of that shape, as PyTorch's legacy constructor (its memory is uninitialized)."""
+        dt = dtypes.as_dtype(dtype) if dtype is not None else dtypes.get_default_dtype()
+        sizes = (len(args) == 1 and isinstance(args[0], Size)) or (args and all(
+            isinstance(a, numbers.Integral) and not isinstance(a, (bool, np.bool_, Tensor)) for a in args))
+        if sizes:
+            dev = Device(device) if device is not None else CPU
+            src = dev.xp.zeros(_size_args(args), dtype=dt.np)
+        elif len(args) > 1:
+            raise TypeError(f"Tensor() takes one data argument or integer sizes, got {len(args)} arguments "
+                            f"({', '.join(type(a).__name__ for a in args)})")
+        else:
+            src = as_array(args[0] if args else (), dt, device)
         self._init(src, device_of_array(src) if device is None else Device(device))
         self.requires_grad_(requires_grad)
 

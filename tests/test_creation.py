@@ -136,6 +136,16 @@ def test_tensor_class_constructor_defaults_to_float():
     assert isinstance(t, engine.Tensor)
 
 
+@pytest.mark.parametrize("args", [(2,), (2, 3), (0,), ()], ids=str)
+def test_tensor_class_constructor_with_sizes(args):
+    """The legacy ``Tensor(out, in)`` of many custom layers: a float tensor of that shape."""
+    e, t = engine.Tensor(*args), torch.Tensor(*args)
+    assert e.shape == t.shape and e.dtype.name == tname(t.dtype)
+    assert engine.Tensor(engine.Size([2, 3])).shape == (2, 3)
+    with pytest.raises(RuntimeError, match="negative dimension"):
+        engine.Tensor(-1)
+
+
 # ---- from_numpy / as_tensor -------------------------------------------------------------------------
 
 def test_from_numpy_shares_memory_both_ways():
