@@ -30,6 +30,7 @@ from .serialization import load, save
 from ._format import set_printoptions
 from .autograd import enable_grad, inference_mode, is_grad_enabled, no_grad, set_grad_enabled
 from . import autograd, cuda, nn, utils
+from . import optim
 
 # PyTorch's aliases
 float = float32

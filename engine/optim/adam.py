@@ -1,0 +1,87 @@
+"""Adam and AdamW (decoupled weight decay), with amsgrad and maximize, as ``torch.optim.Adam/AdamW``."""
+from __future__ import annotations
+
+from .optimizer import Optimizer, ParamsT, effective_grad, increment, lerp_, step_tensor, zeros_like
+
+
+def _check_adam_family(lr, betas, eps, weight_decay) -> None:
+    """The checks (and messages) PyTorch shares between Adam, AdamW, Adamax, NAdam and RAdam."""
+    if not 0.0 <= lr:
+        raise ValueError(f"Invalid learning rate: {lr}")
+    if not 0.0 <= eps:
+        raise ValueError(f"Invalid epsilon value: {eps}")
+    if not 0.0 <= betas[0] < 1.0:
+        raise ValueError(f"Invalid beta parameter at index 0: {betas[0]}")
+    if not 0.0 <= betas[1] < 1.0:
+        raise ValueError(f"Invalid beta parameter at index 1: {betas[1]}")
+    if not 0.0 <= weight_decay:
+        raise ValueError(f"Invalid weight_decay value: {weight_decay}")
+
+
+class Adam(Optimizer):
+    def __init__(self, params: ParamsT, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
+                 eps: float = 1e-8, weight_decay: float = 0, amsgrad: bool = False, *, maximize: bool = False,
+                 decoupled_weight_decay: bool = False) -> None:
+        _check_adam_family(lr, betas, eps, weight_decay)
+        defaults = dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay, amsgrad=amsgrad,
+                        maximize=maximize, decoupled_weight_decay=decoupled_weight_decay)
+        super().__init__(params, defaults)
+
+    def _init_state(self, p, group, state) -> None:
+        state["step"] = step_tensor()
+        state["exp_avg"] = zeros_like(p)
+        state["exp_avg_sq"] = zeros_like(p)
+        if group["amsgrad"]:
+            state["max_exp_avg_sq"] = zeros_like(p)
+
+    def _update(self, p, grad, group) -> None:
+        state = self._state(p, group)
+        beta1, beta2 = group["betas"]
+        max_exp_avg_sq = state["max_exp_avg_sq"]._data if group["amsgrad"] else None
+        adam_update(p.device.xp, p._data, grad, state["exp_avg"]._data, state["exp_avg_sq"]._data, max_exp_avg_sq,
+                    step=increment(state["step"]), lr=group["lr"], beta1=beta1, beta2=beta2, eps=group["eps"],
+                    weight_decay=group["weight_decay"], maximize=group["maximize"],
+                    decoupled_weight_decay=group["decoupled_weight_decay"])
+
+
+class AdamW(Adam):
+    """Adam whose weight decay shrinks the parameters directly instead of entering the gradient's moments."""
+
+    def __init__(self, params: ParamsT, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
+                 eps: float = 1e-8, weight_decay: float = 1e-2, amsgrad: bool = False, *,
+                 maximize: bool = False) -> None:
+        super().__init__(params, lr, betas, eps, weight_decay, amsgrad, maximize=maximize,
+                         decoupled_weight_decay=True)
+
+    def load_state_dict(self, state_dict) -> None:
+        super().load_state_dict(state_dict)
+        for group in self.param_groups:  # as PyTorch: an AdamW always decouples
+            group["decoupled_weight_decay"] = True
+
+
+def adam_update(xp, param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, *, step: float, lr: float, beta1: float,
+                beta2: float, eps: float, weight_decay: float, maximize: bool, decoupled_weight_decay: bool) -> None:
+    """One Adam step on arrays, in place; ``step`` counts this one (1 on the first). With
+    ``max_exp_avg_sq`` (amsgrad) the running maximum of ``exp_avg_sq`` normalises the step."""
+    if weight_decay and decoupled_weight_decay:
+        param *= 1 - lr * weight_decay
+        weight_decay = 0
+    g = effective_grad(xp, grad, param, weight_decay, maximize)
+    lerp_(xp, exp_avg, g, 1 - beta1)
+    exp_avg_sq *= beta2
+    tmp = xp.multiply(g, g)
+    tmp *= 1 - beta2
+    exp_avg_sq += tmp
+    if max_exp_avg_sq is not None:
+        xp.maximum(max_exp_avg_sq, exp_avg_sq, out=max_exp_avg_sq)
+    second = exp_avg_sq if max_exp_avg_sq is None else max_exp_avg_sq
+
+    bias_correction1 = 1 - beta1 ** step
+    bias_correction2 = 1 - beta2 ** step
+    step_size = lr / bias_correction1
+    denom = xp.sqrt(second, out=tmp)
+    denom /= bias_correction2 ** 0.5
+    denom += eps
+    update = xp.divide(exp_avg, denom, out=tmp)
+    update *= step_size
+    param -= update
