@@ -77,6 +77,8 @@ def load(f, map_location=None):
         described = json.loads(meta[META_KEY])
         version = described["version"]
         structure = described["object"]
+        if not isinstance(version, int):
+            raise TypeError(f"version is {version!r}, not an integer")
     except (ValueError, KeyError, TypeError) as e:
         raise _corrupt(name, f"its {META_KEY!r} metadata is not valid ({e})") from None
     if version > FORMAT_VERSION:
