@@ -229,7 +229,12 @@ def div(input, other, *, rounding_mode=None):
     if rounding_mode == "floor":
         return floor_divide(input, other)
     if rounding_mode == "trunc":
-        return trunc(div(input, other)).to(dtypes.result_type(input, other))
+        if dtypes.result_type(input, other).is_floating_point:
+            return trunc(div(input, other))
+        a, b = _integer_division_operands("div", input, other)
+        # exact for integers (not through float32): floor, plus one where the signs differ and it isn't exact
+        return _nondiff(lambda xp, x, y: xp.floor_divide(x, y) + ((xp.remainder(x, y) != 0) & ((x < 0) != (y < 0))),
+                        a, b)
     if rounding_mode is not None:
         raise ValueError(f"div: rounding_mode must be None, 'trunc' or 'floor', got {rounding_mode!r}")
     dt = dtypes.result_type(input, other)
@@ -255,13 +260,24 @@ def minimum(input, other):
 
 
 def remainder(input, other):
-    return _binary(Remainder, "remainder", input, other)
+    a, b = _integer_division_operands("remainder", input, other)
+    return Remainder.apply(a, b)
 
 
 def floor_divide(input, other):
-    a, b = operands(input, other)
-    _check_broadcast("floor_divide", a, b)
+    a, b = _integer_division_operands("floor_divide", input, other)
     return _nondiff(lambda xp, x, y: xp.floor_divide(x, y), a, b)
+
+
+def _integer_division_operands(name, input, other):
+    """Operands of //, % and trunc division; an integer division by zero is an error (as in PyTorch),
+    not numpy's silent 0."""
+    a, b = operands(input, other)
+    _check_broadcast(name, a, b)
+    if not (a.dtype if isinstance(a, Tensor) else b.dtype).is_floating_point:
+        if bool(((b._data if isinstance(b, Tensor) else b) == 0).any()):
+            raise RuntimeError(f"ZeroDivisionError: {name}: integer division by zero")
+    return a, b
 
 
 def where(condition, input=None, other=None):
@@ -433,7 +449,7 @@ class Relu(Op):
         return self.xp.maximum(x, 0).astype(x.dtype, copy=False)
 
     def backward(self, g):
-        return where(self.output > 0, g, g.new_zeros(()))
+        return where(self.output <= 0, g.new_zeros(()), g)  # nan passes the gradient, as in PyTorch
 
 
 class Abs(Op):
@@ -501,7 +517,8 @@ def _nondiff(fn, *xs):
     dev = next(x._device for x in xs if isinstance(x, Tensor))
     xp = dev.xp
     arrays = [x._data if isinstance(x, Tensor) else x for x in xs]
-    return Tensor._make(xp.asarray(fn(xp, *arrays)), dev)
+    with ieee(xp):  # 1.0 // 0.0 = inf, quietly
+        return Tensor._make(xp.asarray(fn(xp, *arrays)), dev)
 
 
 def _compare(ufunc_name):
