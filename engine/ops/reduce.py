@@ -164,9 +164,21 @@ def var(input, dim=None, unbiased=None, keepdim: bool = False, *, correction=Non
     return sum(centered * centered, dims, keepdim) / builtins.max(n - correction, 0)
 
 
+class StdFromVar(Op):
+    """std = sqrt(var), with the gradient taken as 0 where std is 0 (as PyTorch), not inf * 0 = nan."""
+    save_output = True
+
+    def forward(self, v):
+        with ieee(self.xp):
+            return self.xp.sqrt(v)
+
+    def backward(self, g):
+        y = self.output
+        return where(y == 0, 0.0, g / (2 * y))
+
+
 def std(input, dim=None, unbiased=None, keepdim: bool = False, *, correction=None):
-    from .elementwise import sqrt
-    return sqrt(var(input, dim, unbiased, keepdim, correction=correction))
+    return StdFromVar.apply(var(input, dim, unbiased, keepdim, correction=correction))
 
 
 def _arg(fn_name):
