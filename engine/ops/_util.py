@@ -90,6 +90,9 @@ def sum_to(grad: Tensor, shape) -> Tensor:
     shape = tuple(shape)
     if tuple(grad.shape) == shape:
         return grad
+    if grad.ndim < len(shape):  # an input with extra leading 1s (x[0] = v, v of shape (1, n))
+        from .shape import reshape
+        grad = reshape(grad, (1,) * (len(shape) - grad.ndim) + tuple(grad.shape))
     lead = grad.ndim - len(shape)
     dims = tuple(range(lead)) + tuple(lead + i for i, s in enumerate(shape) if s == 1 and grad.shape[lead + i] != 1)
     from .reduce import sum as _sum

@@ -48,6 +48,10 @@ def _normalize_index(x: Tensor, idx):
         else:
             raise IndexError(f"only integers, slices (`:`), ellipsis (`...`), None and long or bool "
                              f"tensors are valid indices (got {type(i).__name__})")
+    if not any(i is Ellipsis for i in out):
+        # a trailing ... changes no result, but makes x[0, 1] a 0-d view (as in PyTorch) rather than a
+        # numpy scalar copy, and lets x[0, 1] = v take a v of shape (1, 1)
+        out.append(Ellipsis)
     return tuple(out), basic
 
 
