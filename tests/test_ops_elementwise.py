@@ -114,6 +114,25 @@ def test_floor_divide_and_remainder_values():
     check(lambda m, x: x // 2, ia, grad=False)
 
 
+@pytest.mark.parametrize("mode", ["trunc", "floor"])
+def test_div_rounding_modes(mode):
+    big = np.array([2**25 + 1, -(2**25 + 1), 7, -7, 2**40 + 3], np.int64)  # exact, not through float32
+    check(lambda m, a: m.div(a, 2, rounding_mode=mode), big)
+    check(lambda m, a, b: m.div(a, b, rounding_mode=mode), big, np.array([3, -3, 2, 2, -5]))
+    check(lambda m, a, b: a.div(b, rounding_mode=mode), big.astype(np.int32) % 1000, np.array([3, -3, 2, 2, -5]))
+    a, b = randn(5, seed=6) * 5, _positive((5,), seed=7) * np.array([1, -1, 1, -1, 1], np.float32)
+    check(lambda m, x, y: m.div(x, y, rounding_mode=mode), a, b, grad=mode == "trunc")
+
+
+@pytest.mark.parametrize("op", [lambda a, b: a // b, lambda a, b: a % b,
+                                lambda a, b: engine.div(a, b, rounding_mode="trunc"), lambda a, b: a // 0])
+def test_integer_division_by_zero_raises_like_torch(op):
+    with pytest.raises(RuntimeError, match="ZeroDivisionError"):
+        op(engine.tensor([1, 2]), engine.tensor([0, 1]))
+    # float division by zero is inf/nan, not an error
+    op(engine.tensor([1.0, 2.0]), engine.tensor([0.0, 1.0]))
+
+
 def test_remainder_gradient():
     a = np.array([[0.3, 1.4, -2.2, 3.9]], np.float32)
     b = np.array([[0.8], [-1.7]], np.float32)
@@ -155,6 +174,10 @@ def test_unary(name):
 def test_unary_gradcheck(name):
     x = _domain(name.replace("method_", ""), (2, 3), seed=12)
     gradcheck(UNARY[name], x)
+
+
+def test_relu_of_nan_passes_gradient_like_torch():
+    check(lambda m, t: m.relu(t), np.array([0.5, np.nan, -1.0], np.float32))
 
 
 def test_sigmoid_large_inputs():
@@ -333,6 +356,28 @@ def test_inplace_on_non_leaf(name, other_shape):
     gradcheck(fn, x, o)
 
 
+@pytest.mark.parametrize("name", ["add_", "sub_", "iadd"])
+def test_inplace_with_itself_as_argument(name):
+    # y.add_(y): nothing saved, so both libraries allow it (y.mul_(y) is refused by both)
+    x = randn(3, 4, seed=55)
+
+    def fn(m, a):
+        y = a + 1.0
+        INPLACE[name](y, y)
+        return y * a
+
+    check(fn, x)
+    gradcheck(fn, x)
+
+
+def test_inplace_mul_with_itself_is_refused_like_torch():
+    x = engine.tensor(randn(3), requires_grad=True)
+    y = x + 1.0
+    y.mul_(y)
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+        y.sum().backward()
+
+
 def test_inplace_augmented_assignment_rebinds_same_tensor():
     x = engine.tensor(randn(2, 3), requires_grad=True)
     y = x * 1.0
@@ -459,7 +504,7 @@ def test_inf_and_nan_results_do_not_warn():
     x = engine.tensor([0.0, -1.0, 1.0, 100.0, float("inf"), float("nan")])
     for f in (engine.log, engine.sqrt, engine.rsqrt, engine.log1p, engine.exp, engine.expm1, engine.log2):
         f(x)
-    x / 0.0, x * float("inf"), x % 0.0, x ** -1.0, 0.0 ** -x, x - float("inf")
+    x / 0.0, x * float("inf"), x % 0.0, x // 0.0, x ** -1.0, 0.0 ** -x, x - float("inf")
     (x * 1e5).half()
     engine.softmax(engine.tensor([[float("-inf"), float("-inf")]]), 1)
     engine.tensor([1000.0]).exp()

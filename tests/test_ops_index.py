@@ -119,6 +119,16 @@ def test_setitem_in_graph(name, index, value_shape):
     gradcheck(fn, *((x, v) if v is not None else (x,)))
 
 
+@pytest.mark.parametrize("index,value_shape", [(0, (1, 4)), ((slice(0, 2), 1), (1,)), ((0, 1), (1, 1))])
+def test_setitem_value_with_extra_leading_ones(index, value_shape):
+    def fn(m, a, v):
+        y = a * 1.0
+        y[index] = v
+        return y
+
+    check(fn, randn(3, 4, seed=8), randn(*value_shape, seed=9))
+
+
 def test_setitem_with_int_tensor_value_is_cast():
     def fn(m, a):
         y = a * 1.0

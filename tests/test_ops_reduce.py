@@ -93,6 +93,13 @@ def test_var_std(op, kwargs):
     gradcheck(lambda m, t: getattr(m, op)(t, **kwargs), x[:2, :3, :3])
 
 
+def test_std_of_constant_has_zero_gradient_like_torch():
+    x = np.ones((3, 2), np.float32)
+    x[:, 1] = randn(3, seed=15)
+    check(lambda m, t: t.std(0), x)
+    check(lambda m, t: t.std(), np.ones((2, 2), np.float32))
+
+
 def test_var_legacy_positional_unbiased():
     x = randn(4, 5, seed=5)
     check(lambda m, t: t.var(False), x, **LOOSE)

@@ -161,7 +161,7 @@ def test_split_only_some_pieces_used():
 
 def test_views_share_storage():
     x = engine.zeros(2, 3)
-    for v in (x.view(6), x.reshape(3, 2), x.t(), x.unsqueeze(0), x.expand(4, 2, 3), x[0], x.transpose(0, 1),
+    for v in (x.view(6), x.reshape(3, 2), x.t(), x.unsqueeze(0), x.expand(4, 2, 3), x[0], x[1, 2], x.transpose(0, 1),
               x.permute(1, 0), x.squeeze(), x.flatten(), x.narrow(1, 0, 2)):
         assert np.shares_memory(v.numpy(), x.numpy())
 
@@ -173,6 +173,14 @@ def test_write_through_a_view_is_seen():
     assert x[0, 1].item() == 5.0
     x.t()[2, 1] = 7.0
     assert x[1, 2].item() == 7.0
+
+
+def test_single_element_index_is_a_view():
+    x = engine.zeros(2, 3)
+    v = x[0, 1]
+    assert v.ndim == 0 and np.shares_memory(v.numpy(), x.numpy())
+    v.fill_(5.0)
+    assert x[0, 1].item() == 5.0
 
 
 def test_copying_ops_do_not_share():
