@@ -150,6 +150,19 @@ def test_setitem_value_requires_grad_target_does_not():
     check(fn, x, v, requires_grad=[False, True])
 
 
+@pytest.mark.xfail(strict=True, raises=RuntimeError,
+                   reason="engine/tensor.py Tensor._inplace refuses in-place ops recorded on a view "
+                          "(y[0] += v in a graph); PyTorch rebases the view's base")
+def test_augmented_assignment_on_indexed_non_leaf():
+    def fn(m, a, v):
+        y = a * 2.0
+        y[0] += v
+        y[:, 1] *= a[:, 2]
+        return y * a
+
+    check(fn, randn(3, 4, seed=10), randn(4, seed=11))
+
+
 def test_setitem_without_grad_writes_through():
     x = engine.zeros(2, 3)
     x[0, [0, 2]] = engine.tensor([1.0, 2.0])
