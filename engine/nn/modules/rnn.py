@@ -45,8 +45,11 @@ class _ArrayMath:
         self.xp = xp
 
     def sigmoid(self, x):
-        # through tanh: one transcendental call and no overflow warnings for large negative x
-        return 0.5 * self.xp.tanh(0.5 * x) + 0.5
+        # through tanh: one transcendental call, and no overflow warnings for large negative x
+        y = self.xp.tanh(0.5 * x)
+        y *= 0.5
+        y += 0.5
+        return y
 
     def tanh(self, x):
         return self.xp.tanh(x)
@@ -60,6 +63,12 @@ class _ArrayMath:
     def stack(self, xs):
         return self.xp.stack(xs)
 
+    def t(self, w):
+        return self.xp.ascontiguousarray(w.T)  # BLAS is faster on a contiguous right operand
+
+    def const(self, array, like):
+        return array
+
 
 class _TensorMath:
     """Differentiable Tensor ops: every step is recorded on the tape."""
@@ -72,13 +81,34 @@ class _TensorMath:
     def cat(xs, axis=-1):
         return cat(xs, axis)
 
+    @staticmethod
+    def t(w):
+        return w.T
+
+    @staticmethod
+    def const(array, like):
+        return Tensor._make(array, like.device)
+
 
 class _Weights:
-    """The recurrent weights of one layer and direction, with their transposes made once."""
+    """The recurrent weights of one layer and direction, prepared once per sequence.
 
-    def __init__(self, w_hh, b_hh, w_hr):
-        self.hh, self.hh_t, self.b_hh = w_hh, w_hh.T, b_hh
-        self.hr, self.hr_t = w_hr, (w_hr.T if w_hr is not None else None)
+    LSTM: the gates come from one tanh, sigmoid(x) = (1 + tanh(x / 2)) / 2, so the i, f, o columns of
+    gx and of W_hh^T are halved up front (exact in binary floating point): act = tanh(.) * scale + shift.
+    """
+
+    def __init__(self, m, mode, w_hh, b_hh, w_hr, xp):
+        self.hh, self.b_hh, self.hr = w_hh, b_hh, w_hr
+        self.hr_t = m.t(w_hr) if w_hr is not None else None
+        self.hh_t = m.t(w_hh)
+        self.scale = None
+        if mode == "LSTM":
+            H = w_hh.shape[0] // 4
+            scale = xp.full(4 * H, 0.5, dtype=w_hh.dtype if not isinstance(w_hh, Tensor) else w_hh._data.dtype)
+            scale[2 * H:3 * H] = 1
+            self.scale, self.shift, self.scale2 = m.const(scale, w_hh), m.const(1 - scale, w_hh), \
+                m.const(scale * scale, w_hh)
+            self.hh_t = self.hh_t * self.scale
 
 
 # One step forward: (gx_t, h, c) -> (h', c', what backward needs). gx_t is the input projection of the
@@ -106,24 +136,26 @@ def _rnn_relu_back(m, dh, dc, h, w):
 
 
 def _lstm_step(m, gx_t, h, c, w):
+    """gx_t and w.hh_t come pre-scaled (see _Weights); gates in PyTorch's order i, f, g, o."""
     H = c.shape[-1]
-    gates = gx_t + h @ w.hh_t
-    i_f = m.sigmoid(gates[..., :2 * H])  # gates in PyTorch's order: i, f, g, o
-    i, f = i_f[..., :H], i_f[..., H:]
-    g = m.tanh(gates[..., 2 * H:3 * H])
-    o = m.sigmoid(gates[..., 3 * H:])
+    y = m.tanh(gx_t + h @ w.hh_t)
+    act = y * w.scale + w.shift
+    i, f, g, o = act[..., :H], act[..., H:2 * H], act[..., 2 * H:3 * H], act[..., 3 * H:]
     c_new = f * c + i * g
     tc = m.tanh(c_new)
     hh = o * tc
     h_new = hh @ w.hr_t if w.hr is not None else hh  # proj_size: h = W_hr (o * tanh(c))
-    return h_new, c_new, (i, f, g, o, c, tc, hh)
+    return h_new, c_new, (y, act, c, tc, hh)
 
 
 def _lstm_back(m, dh, dc, saved, w):
-    i, f, g, o, c_prev, tc, hh = saved
+    y, act, c_prev, tc, hh = saved
+    H = c_prev.shape[-1]
+    i, f, g, o = act[..., :H], act[..., H:2 * H], act[..., 2 * H:3 * H], act[..., 3 * H:]
     dhh = dh @ w.hr if w.hr is not None else dh
     dc = dc + dhh * o * (1 - tc * tc)
-    d = m.cat([dc * g * i * (1 - i), dc * c_prev * f * (1 - f), dc * i * (1 - g * g), dhh * tc * o * (1 - o)])
+    # d act / d gate = scale^2 (1 - y^2): sigmoid's s (1 - s) on i, f, o and tanh's 1 - g^2 on g
+    d = m.cat([dc * g, dc * c_prev, dc * i, dhh * tc]) * ((1 - y * y) * w.scale2)
     return d @ w.hh, dc * f, d, d
 
 
@@ -157,6 +189,8 @@ def _scan(m, mode, gx, h, c, w, reverse):
     c, and per step what backward needs. A plain loop: no recursion, however long the sequence."""
     step = _STEPS[mode][0]
     L = gx.shape[0]
+    if w.scale is not None:
+        gx = gx * w.scale
     hs, saved = [None] * L, [None] * L
     for t in (range(L - 1, -1, -1) if reverse else range(L)):
         h, c, saved[t] = step(m, gx[t], h, c, w)
@@ -190,7 +224,7 @@ class _Recurrence(Function):
     def forward(ctx, gx, h0, c0, w_hh, b_hh, w_hr, mode, reverse):
         data = [x._data if x is not None else None for x in (gx, h0, c0, w_hh, b_hh, w_hr)]
         m = _ArrayMath(gx.device.xp)
-        hs, c, saved = _scan(m, mode, data[0], data[1], data[2], _Weights(*data[3:]), reverse)
+        hs, c, saved = _scan(m, mode, data[0], data[1], data[2], _Weights(m, mode, *data[3:], m.xp), reverse)
         out = m.stack(hs)
         ctx.save_for_backward(gx, h0, c0, w_hh, b_hh, w_hr)
         ctx.mode, ctx.reverse, ctx.steps, ctx.out = mode, reverse, saved, out
@@ -205,12 +239,12 @@ class _Recurrence(Function):
         if grad_mode.is_grad_enabled():
             # create_graph: recompute the steps from the inputs with Tensor ops, so that the backward
             # below is recorded as a function of the inputs (double backward)
-            m, w = _TensorMath, _Weights(w_hh, b_hh, w_hr)
+            m, w = _TensorMath, _Weights(_TensorMath, mode, w_hh, b_hh, w_hr, gx.device.xp)
             hs, _, saved = _scan(m, mode, gx, h0, c0, w, reverse)
             out = m.stack(hs)
         else:
-            m, w = _ArrayMath(gx.device.xp), _Weights(w_hh._data, b_hh._data if b_hh is not None else None,
-                                                       w_hr._data if w_hr is not None else None)
+            m = _ArrayMath(gx.device.xp)
+            w = _Weights(m, mode, *(x._data if x is not None else None for x in (w_hh, b_hh, w_hr)), m.xp)
             saved, out = ctx.steps, ctx.out
             h0 = h0._data
             g_out, g_hn = g_out._data, g_hn._data
@@ -230,7 +264,7 @@ class _Recurrence(Function):
         if need[4]:
             db_hh = dgh.sum((0, 1))
         if need[5]:
-            hh = m.stack([s[6] for s in saved])  # the LSTM's unprojected o * tanh(c)
+            hh = m.stack([s[-1] for s in saved])  # the LSTM's unprojected o * tanh(c)
             dw_hr = _gemm_tn(m.stack(dhs), hh)
         grads = (dgx, dh0 if need[1] else None, dc0 if need[2] else None, dw_hh, db_hh, dw_hr)
         if m is not _TensorMath:
