@@ -210,7 +210,11 @@ def randint(low, high=None, size=None, *, generator=None, dtype=None, device=Non
 
 def randperm(n: int, *, generator=None, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
     dt, dev = dtypes.as_dtype(dtype) if dtype is not None else dtypes.int64, _dev(device)
-    arr = generator_for(CPU, generator if generator is None or generator.device is CPU else None).permutation(n)
+    if n < 0:
+        raise RuntimeError(f"randperm: n must be non-negative, got {n}")
+    # drawn on the device's generator, like every random creator (a generator for another device is
+    # refused, not silently replaced by the default one)
+    arr = generator_for(dev, generator).permutation(n)
     return _finish(arr.astype(dt.np), dev, requires_grad)
 
 

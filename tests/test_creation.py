@@ -430,3 +430,7 @@ def test_randperm():
     assert p.dtype is engine.int64 and sorted(p.tolist()) == list(range(10))
     assert engine.randperm(4, dtype=engine.int32).dtype is engine.int32
     assert engine.randperm(0).shape == (0,)
+    with pytest.raises(RuntimeError):
+        torch.randperm(-1)
+    with pytest.raises(RuntimeError, match="non-negative"):
+        engine.randperm(-1)
