@@ -3,6 +3,7 @@ PyTorch's math path does, with the attention weights made by one fused node."""
 from __future__ import annotations
 
 import math
+import warnings
 
 from ... import dtypes
 from ...autograd.graph import Op
@@ -194,6 +195,9 @@ def multi_head_attention_forward(query, key, value, embed_dim_to_check: int, num
         raise RuntimeError(f"multi_head_attention_forward: key of shape {tuple(key.shape)} does not match value "
                            f"of shape {tuple(value.shape)}")
 
+    if key_padding_mask is not None and attn_mask is not None and key_padding_mask.dtype is not attn_mask.dtype:
+        warnings.warn("Support for mismatched key_padding_mask and attn_mask is deprecated. Use same type for both "
+                      "instead.", stacklevel=2)
     kpm = _additive_mask(key_padding_mask, "key_padding_mask", query, masked_when=True)
     if is_causal and attn_mask is None:
         raise RuntimeError("Need attn_mask if specifying the is_causal hint. You may use the Transformer "
