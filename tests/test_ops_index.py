@@ -129,6 +129,20 @@ def test_setitem_value_with_extra_leading_ones(index, value_shape):
     check(fn, randn(3, 4, seed=8), randn(*value_shape, seed=9))
 
 
+@pytest.mark.parametrize("op", ["mul", "div", "rmul", "add"])
+def test_setitem_from_own_view_times_number(op):
+    # the view on the right is not saved for backward (only the number), so the write is fine
+    ops = {"mul": lambda v: v * 0.5, "div": lambda v: v / 4.0, "rmul": lambda v: 3.0 * v, "add": lambda v: v + 1.0}
+
+    def fn(m, a):
+        y = a * 1.0
+        y[1:] = ops[op](y[:-1])
+        return y * a
+
+    check(fn, randn(4, 3, seed=12))
+    gradcheck(fn, randn(4, 3, seed=13))
+
+
 def test_setitem_with_int_tensor_value_is_cast():
     def fn(m, a):
         y = a * 1.0

@@ -63,6 +63,18 @@ class Mul(_Binary):
         return self.grads(g * b if self.needs_grad(0) else None, g * a if self.needs_grad(1) else None)
 
 
+class ByNumber(Op):
+    """tensor * number and tensor / number. Only the number is kept for backward (as in PyTorch), so a
+    later in-place change of the tensor is no error: y[1:] = y[:-1] * 0.5."""
+
+    def forward(self, x):
+        with ieee(self.xp):
+            return x * self.number if self.multiply else x / self.number
+
+    def backward(self, g):
+        return g * self.number if self.multiply else g / self.number
+
+
 class Div(_Binary):
     save_inputs = True
 
@@ -222,7 +234,11 @@ def sub(input, other, *, alpha=1):
 
 
 def mul(input, other):
-    return _binary(Mul, "mul", input, other)
+    a, b = operands(input, other)
+    _check_broadcast("mul", a, b)
+    if not isinstance(a, Tensor):
+        a, b = b, a
+    return ByNumber.apply(a, number=b, multiply=True) if not isinstance(b, Tensor) else Mul.apply(a, b)
 
 
 def div(input, other, *, rounding_mode=None):
@@ -240,7 +256,9 @@ def div(input, other, *, rounding_mode=None):
     dt = dtypes.result_type(input, other)
     if not dt.is_floating_point:
         dt = dtypes.get_default_dtype()
-    return _binary(Div, "div", input, other, dtype=dt)
+    a, b = operands(input, other, dtype=dt)
+    _check_broadcast("div", a, b)
+    return ByNumber.apply(a, number=b, multiply=False) if not isinstance(b, Tensor) else Div.apply(a, b)
 
 
 def true_divide(input, other):
