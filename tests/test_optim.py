@@ -243,6 +243,19 @@ def test_load_state_dict_checks_groups():
         optim.SGD(ep[:2], lr=0.1).load_state_dict(sd)
 
 
+def test_load_state_dict_with_string_keys():
+    """A state_dict that went through JSON (its indices became strings) still loads onto the parameters."""
+    (ep, ed), _ = _make()
+    opt = optim.SGD(ep, lr=0.1, momentum=0.9)
+    opt.step(_closure(engine, opt, ep, ed))
+    sd = opt.state_dict()
+    sd = {"state": {str(k): v for k, v in sd["state"].items()}, "param_groups": sd["param_groups"]}
+    other = optim.SGD(ep, lr=0.1, momentum=0.9)
+    other.load_state_dict(sd)
+    assert sorted(other.state_dict()["state"]) == [0, 1]
+    assert "momentum_buffer" in other.state[ep[0]]
+
+
 def test_load_state_dict_restores_hyperparameters_and_dtype():
     (ep, ed), _ = _make()
     opt = optim.Adam(ep, lr=0.05)
@@ -437,6 +450,6 @@ def test_cuda_matches_cpu(case):
     for a, b in zip(ep, gp):
         np.testing.assert_allclose(a.detach().numpy(), b.detach().cpu().numpy(), rtol=1e-9, atol=1e-11)
     sd = g_opt.state_dict()
-    for entry in sd["state"].values():
-        assert entry["step"].device.type == "cpu"
-        assert all(v.device.type == "cuda" for k, v in entry.items() if k not in ("step", "mu_product"))
+    assert sd["state"]
+    for entry in sd["state"].values():  # step counters stay on the CPU, as PyTorch keeps them
+        assert all(v.device.type == ("cpu" if k in ("step", "mu_product") else "cuda") for k, v in entry.items())

@@ -3,6 +3,7 @@ which follows minFunc). It works on the parameters flattened into one vector of 
 scalars (step lengths, curvatures, losses) are Python floats."""
 from __future__ import annotations
 
+from ..autograd.grad_mode import enable_grad, no_grad
 from ..tensor import Tensor
 from .optimizer import Optimizer, ParamsT
 
@@ -73,7 +74,6 @@ class LBFGS(Optimizer):
         """Run one L-BFGS optimization (up to ``max_iter`` iterations); returns the closure's first loss."""
         if closure is None:
             raise RuntimeError("LBFGS.step() needs a closure that re-evaluates the model and returns the loss")
-        from ..autograd.grad_mode import enable_grad, no_grad
         closure = enable_grad()(closure)
         with no_grad():
             return self._step(closure)

@@ -1,7 +1,6 @@
 """NAdam (Adam with Nesterov momentum and a momentum schedule), as ``torch.optim.NAdam``."""
 from __future__ import annotations
 
-from ..tensor import Tensor
 from .adam import _check_adam_family
 from .optimizer import Optimizer, ParamsT, add_scaled_, effective_grad, increment, lerp_, step_tensor, zeros_like
 

@@ -180,6 +180,8 @@ class Optimizer:
 
         state: defaultdict[Tensor, dict[str, Any]] = defaultdict(dict)
         for k, v in state_dict["state"].items():
+            if isinstance(k, str) and k.isdigit():  # a dict that went through JSON has string keys
+                k = int(k)
             if k in id_map:
                 state[id_map[k]] = _copy_state(id_map[k], v)
             else:
