@@ -156,6 +156,25 @@ def test_param_groups_and_lr_changes_between_steps(name):
         _assert_params(ep, tp, F64, step)
 
 
+@pytest.mark.parametrize("name", ["SGD", "AdamW"])
+def test_training_an_nn_module_matches_torch(name):
+    """model.parameters() of an engine.nn model, loaded with torch's initial weights, trains the same."""
+    e_model = engine.nn.Sequential(engine.nn.Linear(4, 8), engine.nn.Tanh(), engine.nn.Linear(8, 2)).double()
+    t_model = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.Tanh(), torch.nn.Linear(8, 2)).double()
+    e_model.load_state_dict({k: engine.tensor(v.detach().numpy().copy()) for k, v in t_model.state_dict().items()})
+    kw = dict(lr=0.05, momentum=0.9, nesterov=True) if name == "SGD" else dict(lr=0.01)
+    e_opt = getattr(optim, name)(e_model.parameters(), **kw)
+    t_opt = getattr(torch.optim, name)(t_model.parameters(), **kw)
+    _, (x, y) = _arrays()
+    y = y[:, :2]
+    for step in range(1, 21):
+        for lib, model, opt in ((engine, e_model, e_opt), (torch, t_model, t_opt)):
+            opt.zero_grad()
+            lib.nn.functional.mse_loss(model(lib.tensor(x)), lib.tensor(y)).backward()
+            opt.step()
+        _assert_params(list(e_model.parameters()), list(t_model.parameters()), F64, step)
+
+
 def test_add_param_group():
     (ep, ed), (tp, td) = _make()
     e_opt, t_opt = optim.Adam([ep[0]], lr=0.01), torch.optim.Adam([tp[0]], lr=0.01)

@@ -29,7 +29,8 @@ class Optimizer:
     ``"params"`` entry and per-group options that override ``defaults``.
 
     A subclass defines ``_update(p, grad, group)``: one step for one parameter whose ``.grad`` is not
-    None, on its arrays, under ``no_grad``; ``_init_state`` creates its state, which ``_state`` returns. ``step`` loops over the groups and bumps each updated
+    None, on its arrays, under ``no_grad`` (``_state(p, group)`` gives its state, created by the
+    subclass's ``_init_state`` on first use). ``step`` loops over the groups and bumps each updated
     parameter's version counter, as an in-place tensor op would.
     """
 
