@@ -410,10 +410,6 @@ def test_inplace_unary_on_non_leaf(name):
     gradcheck(fn, x)
 
 
-@pytest.mark.xfail(strict=True, raises=TypeError,
-                   reason="numpy gives scalars, not 0-d arrays, for ops on 0-d inputs and full reductions; "
-                          "engine/autograd/graph.py Op.apply keeps them as a Tensor's data, so in-place "
-                          "writes into a 0-d op result fail (fix: np.asarray(out) for np.generic outputs)")
 @pytest.mark.parametrize("how", ["iadd", "add_", "setitem", "no_grad_zero_"])
 def test_inplace_on_0d_op_result(how):
     def fn(m, a):

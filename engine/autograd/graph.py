@@ -12,6 +12,8 @@ import heapq
 import itertools
 import weakref
 
+import numpy as _np
+
 from . import grad_mode
 from .. import tensor as _tensor  # circular: resolved at call time
 
@@ -140,6 +142,8 @@ class Op(Node):
         node.device = dev
         node.xp = dev.xp if dev is not None else None
         out = node.forward(*arrays)
+        if isinstance(out, _np.generic):  # numpy reduces 0-d results to scalars; a Tensor holds arrays
+            out = _np.asarray(out)
         out_dev = None if cls.changes_device else dev  # None: Tensor._make reads it off the array
         if not (record and cls.differentiable and grad_mode._state.enabled):
             result = Tensor._make(out, out_dev)
