@@ -367,6 +367,17 @@ def test_second_backward_needs_retain_graph():
         out.backward()
 
 
+@pytest.mark.parametrize("cls", ["RNN", "LSTM", "GRU", "RNNCell", "LSTMCell", "GRUCell"])
+def test_output_modified_in_place_before_backward_is_an_error(cls):
+    """The outputs share memory with what backward reads: changing one in place must not go unnoticed."""
+    m = getattr(nn, cls)(2, 3)
+    x = engine.randn(4, 1, 2, requires_grad=True)
+    out = flat(m(x) if "Cell" not in cls else m(x[0]))[0]
+    out.mul_(2)
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+        out.sum().backward()
+
+
 def test_no_grad_forward_records_nothing():
     m = nn.LSTM(2, 3)
     with engine.no_grad():

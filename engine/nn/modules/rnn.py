@@ -23,6 +23,7 @@ import warnings
 from ... import creation
 from ...autograd import grad_mode
 from ...autograd.function import Function
+from ...autograd.graph import raise_modified
 from ...ops import elementwise as ew
 from ...ops.shape import cat, stack
 from ...tensor import Tensor
@@ -230,11 +231,18 @@ class _Recurrence(Function):
         ctx.mode, ctx.reverse, ctx.steps, ctx.out = mode, reverse, saved, out
         dev = gx.device
         results = (Tensor._make(out, dev), Tensor._make(hs[0 if reverse else -1], dev))
-        return results + ((Tensor._make(c, dev),) if c is not None else ())
+        results += (Tensor._make(c, dev),) if c is not None else ()
+        # the outputs share memory with what backward reads: remember their versions, as Op.save_output
+        # does (the counters, not the tensors, so that no reference cycle forms)
+        ctx.versions = [(r._vc, r._vc.value, r.shape) for r in results]
+        return results
 
     @staticmethod
     def backward(ctx, g_out, g_hn, g_cn=None):
         gx, h0, c0, w_hh, b_hh, w_hr = ctx.saved_tensors
+        for vc, version, shape in ctx.versions:
+            if vc.value != version:
+                raise_modified(shape, vc.value, version, ctx)
         mode, reverse = ctx.mode, ctx.reverse
         if grad_mode.is_grad_enabled():
             # create_graph: recompute the steps from the inputs with Tensor ops, so that the backward
