@@ -25,7 +25,7 @@ KIND_IDS = ["rnn_tanh", "rnn_relu", "lstm", "lstm_proj", "gru"]
 
 
 def _np(t):
-    return t.detach().cpu().numpy() if isinstance(t, torch.Tensor) else t.detach().cpu().numpy()
+    return t.detach().cpu().numpy()  # an engine or a torch tensor
 
 
 def pair(cls: str, *args, dtype=np.float64, **kwargs):

@@ -67,8 +67,8 @@ class _ArrayMath:
     def t(self, w):
         return self.xp.ascontiguousarray(w.T)  # BLAS is faster on a contiguous right operand
 
-    def const(self, array, like):
-        return array
+    def gate_scale(self, w_hh):
+        return _lstm_gate_scale(self.xp, w_hh.shape[0] // 4, w_hh.dtype)
 
 
 class _TensorMath:
@@ -87,8 +87,15 @@ class _TensorMath:
         return w.T
 
     @staticmethod
-    def const(array, like):
-        return Tensor._make(array, like.device)
+    def gate_scale(w_hh):
+        return Tensor._make(_lstm_gate_scale(w_hh.device.xp, w_hh.shape[0] // 4, w_hh._data.dtype), w_hh.device)
+
+
+def _lstm_gate_scale(xp, H: int, dtype):
+    """1/2 on the sigmoid gates (i, f, o), 1 on the tanh gate (g)."""
+    scale = xp.full(4 * H, 0.5, dtype=dtype)
+    scale[2 * H:3 * H] = 1
+    return scale
 
 
 class _Weights:
@@ -98,17 +105,14 @@ class _Weights:
     gx and of W_hh^T are halved up front (exact in binary floating point): act = tanh(.) * scale + shift.
     """
 
-    def __init__(self, m, mode, w_hh, b_hh, w_hr, xp):
+    def __init__(self, m, mode, w_hh, b_hh, w_hr):
         self.hh, self.b_hh, self.hr = w_hh, b_hh, w_hr
         self.hr_t = m.t(w_hr) if w_hr is not None else None
         self.hh_t = m.t(w_hh)
         self.scale = None
         if mode == "LSTM":
-            H = w_hh.shape[0] // 4
-            scale = xp.full(4 * H, 0.5, dtype=w_hh.dtype if not isinstance(w_hh, Tensor) else w_hh._data.dtype)
-            scale[2 * H:3 * H] = 1
-            self.scale, self.shift, self.scale2 = m.const(scale, w_hh), m.const(1 - scale, w_hh), \
-                m.const(scale * scale, w_hh)
+            self.scale = m.gate_scale(w_hh)
+            self.shift, self.scale2 = 1 - self.scale, self.scale * self.scale
             self.hh_t = self.hh_t * self.scale
 
 
@@ -225,7 +229,7 @@ class _Recurrence(Function):
     def forward(ctx, gx, h0, c0, w_hh, b_hh, w_hr, mode, reverse):
         data = [x._data if x is not None else None for x in (gx, h0, c0, w_hh, b_hh, w_hr)]
         m = _ArrayMath(gx.device.xp)
-        hs, c, saved = _scan(m, mode, data[0], data[1], data[2], _Weights(m, mode, *data[3:], m.xp), reverse)
+        hs, c, saved = _scan(m, mode, data[0], data[1], data[2], _Weights(m, mode, *data[3:]), reverse)
         out = m.stack(hs)
         ctx.save_for_backward(gx, h0, c0, w_hh, b_hh, w_hr)
         ctx.mode, ctx.reverse, ctx.steps, ctx.out = mode, reverse, saved, out
@@ -247,12 +251,12 @@ class _Recurrence(Function):
         if grad_mode.is_grad_enabled():
             # create_graph: recompute the steps from the inputs with Tensor ops, so that the backward
             # below is recorded as a function of the inputs (double backward)
-            m, w = _TensorMath, _Weights(_TensorMath, mode, w_hh, b_hh, w_hr, gx.device.xp)
+            m, w = _TensorMath, _Weights(_TensorMath, mode, w_hh, b_hh, w_hr)
             hs, _, saved = _scan(m, mode, gx, h0, c0, w, reverse)
             out = m.stack(hs)
         else:
             m = _ArrayMath(gx.device.xp)
-            w = _Weights(m, mode, *(x._data if x is not None else None for x in (w_hh, b_hh, w_hr)), m.xp)
+            w = _Weights(m, mode, *(x._data if x is not None else None for x in (w_hh, b_hh, w_hr)))
             saved, out = ctx.steps, ctx.out
             h0 = h0._data
             g_out, g_hn = g_out._data, g_hn._data
@@ -299,9 +303,14 @@ def _input_bias(mode: str, b_ih, b_hh):
     return b_ih if mode == "GRU" else b_ih + b_hh
 
 
+def _describe(layer: Module) -> str:
+    """The layer as its repr names it, for error messages: ``LSTM(10, 20, num_layers=2)``."""
+    return f"{layer._get_name()}({layer.extra_repr()})"
+
+
 def _check_dtype(layer: Module, what: str, t: Tensor, weight: Tensor) -> None:
     if t.dtype != weight.dtype:
-        raise ValueError(f"{layer._get_name()}({layer.extra_repr()}): {what} dtype ({t.dtype}) does not match "
+        raise ValueError(f"{_describe(layer)}: {what} dtype ({t.dtype}) does not match "
                          f"weight dtype ({weight.dtype}). Convert the {what}: .to({weight.dtype}), or the "
                          f"model: model.to({t.dtype})")
 
@@ -393,9 +402,6 @@ class RNNBase(Module):
             s += f", bidirectional={self.bidirectional}"
         return s
 
-    def _describe(self) -> str:
-        return f"{self._get_name()}({self.extra_repr()})"
-
     def _weights(self, layer: int, direction: int) -> tuple:
         sfx = "_reverse" if direction else ""
         p = self._parameters
@@ -408,18 +414,18 @@ class RNNBase(Module):
         Returns (output, h_n), or (output, (h_n, c_n)) for LSTM, with PyTorch's shapes."""
         lstm = self.mode == "LSTM"
         if not isinstance(input, Tensor):
-            raise TypeError(f"{self._describe()}: expected input to be a Tensor, got {type(input).__name__} "
+            raise TypeError(f"{_describe(self)}: expected input to be a Tensor, got {type(input).__name__} "
                             "(PackedSequence is not supported: pad the batch and pass a Tensor)")
         if input.ndim not in (2, 3):
             layout = "(N, L, H_in)" if self.batch_first else "(L, N, H_in)"
-            raise ValueError(f"{self._describe()}: expected a 3-D input {layout} or an unbatched 2-D input "
+            raise ValueError(f"{_describe(self)}: expected a 3-D input {layout} or an unbatched 2-D input "
                              f"(L, H_in), got a {input.ndim}-D input of shape {tuple(input.shape)}")
         _check_features(self, input, self.input_size, "input_size")
         _check_dtype(self, "input", input, self.weight_ih_l0)
         batched = input.ndim == 3
         x = (input.transpose(0, 1) if self.batch_first else input) if batched else input.unsqueeze(1)
         if x.shape[0] == 0:
-            raise ValueError(f"{self._describe()}: expected a sequence of length > 0, got input of shape "
+            raise ValueError(f"{_describe(self)}: expected a sequence of length > 0, got input of shape "
                              f"{tuple(input.shape)}")
         states = self._initial_states(hx, batched, x)
         out, h_n, c_n = self._layers(x, *states)
@@ -440,14 +446,14 @@ class RNNBase(Module):
             out = [[creation.zeros(N, size, dtype=x.dtype, device=x.device)] * n_states for size in sizes]
             return out[0], (out[1] if lstm else [None] * n_states)
         if lstm and not (isinstance(hx, (tuple, list)) and len(hx) == 2):
-            raise TypeError(f"{self._describe()}: expected hx to be a tuple (h_0, c_0), got {type(hx).__name__}")
+            raise TypeError(f"{_describe(self)}: expected hx to be a tuple (h_0, c_0), got {type(hx).__name__}")
         out = []
         for k, (h, size) in enumerate(zip(hx if lstm else (hx,), sizes)):
             what = ("h_0", "c_0")[k]
             expected = (n_states, N, size) if batched else (n_states, size)
             if not isinstance(h, Tensor) or tuple(h.shape) != expected:
                 got = tuple(h.shape) if isinstance(h, Tensor) else type(h).__name__
-                raise RuntimeError(f"{self._describe()}: expected {what} of shape {expected} "
+                raise RuntimeError(f"{_describe(self)}: expected {what} of shape {expected} "
                                    f"(num_layers * num_directions, {'N, ' if batched else ''}H), got {got}")
             _check_dtype(self, what, h, self.weight_ih_l0)
             out.append((h if batched else h.unsqueeze(1)).unbind(0))
@@ -550,7 +556,7 @@ class RNNCellBase(Module):
 
     def _step(self, mode: str, input, hx, n_states: int) -> tuple:
         """One step from (h,) or (h, c) (zeros when hx is None); returns the new states."""
-        desc = f"{self._get_name()}({self.extra_repr()})"
+        desc = _describe(self)
         if not isinstance(input, Tensor) or input.ndim not in (1, 2):
             got = f"{input.ndim}-D input of shape {tuple(input.shape)}" if isinstance(input, Tensor) \
                 else type(input).__name__
@@ -603,7 +609,7 @@ class LSTMCell(RNNCellBase):
 
     def forward(self, input, hx=None):
         if hx is not None and not (isinstance(hx, (tuple, list)) and len(hx) == 2):
-            raise TypeError(f"LSTMCell({self.extra_repr()}): expected hx to be a tuple (h_0, c_0), "
+            raise TypeError(f"{_describe(self)}: expected hx to be a tuple (h_0, c_0), "
                             f"got {type(hx).__name__}")
         return self._step("LSTM", input, hx, 2)
 
