@@ -173,6 +173,9 @@ def test_sdpa_bad_arguments_say_what_is_wrong():
         F.scaled_dot_product_attention(q, engine.tensor(arr(2, 3, 5)), q)
     with pytest.raises(RuntimeError, match="same dtype"):
         F.scaled_dot_product_attention(q, q.float(), q)
+    with pytest.raises(RuntimeError, match=r"attn_mask of shape \(2, 1, 3, 3\) does not broadcast to the "
+                                           r"attention scores' shape \(2, 3, 3\)"):
+        F.scaled_dot_product_attention(q, q, q, attn_mask=engine.zeros(2, 1, 3, 3, dtype=engine.float64))
     with pytest.raises(RuntimeError, match="attn_mask dtype to be bool or to match query dtype"):
         F.scaled_dot_product_attention(q, q, q, attn_mask=engine.zeros(3, 3))
 

@@ -32,10 +32,7 @@ class AttentionWeights(Op):
         s = xp.matmul(q, xp.swapaxes(k, -1, -2))
         s *= s.dtype.type(self.scale)
         if mask is not None:
-            if xp.broadcast_shapes(s.shape, mask.shape) == s.shape:
-                s += mask
-            else:  # a mask with more batch dims than q and k broadcasts the result up
-                s = s + mask
+            s += mask
         m = xp.amax(s, axis=-1, keepdims=True)
         with ieee(xp):  # -inf scores are answers, not warnings
             s -= xp.where(xp.isfinite(m), m, 0)  # a row of -inf stays -inf, so its entries exp to 0
@@ -102,7 +99,7 @@ def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p: f
             raise RuntimeError(f"scaled_dot_product_attention: {name} must be a floating-point Tensor of "
                                f"shape (..., seq_len, features), got "
                                f"{tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__}")
-    if not query.dtype is key.dtype is value.dtype:
+    if not (query.dtype is key.dtype is value.dtype):
         raise RuntimeError(f"scaled_dot_product_attention: expected query, key and value to have the same "
                            f"dtype, got {query.dtype}, {key.dtype} and {value.dtype}")
     if query.shape[-1] != key.shape[-1] or key.shape[-2] != value.shape[-2]:
@@ -119,8 +116,20 @@ def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p: f
         mask = _causal_mask(L, S, query)
     else:
         mask = _additive_mask(attn_mask, "attn_mask", query, masked_when=False)
+    if mask is not None:  # the scores are updated in place: the mask may not broadcast them up
+        scores = _scores_shape(query, key)
+        if mask.ndim > len(scores) or any(m not in (1, d) for m, d in zip(mask.shape[::-1], scores[::-1])):
+            raise RuntimeError(f"scaled_dot_product_attention: attn_mask of shape {tuple(mask.shape)} does not "
+                               f"broadcast to the attention scores' shape {scores}")
     scale = 1.0 / math.sqrt(query.shape[-1]) if scale is None else scale
     return _attend(query, key, value, mask, dropout_p, scale, safe=True)[0]
+
+
+def _scores_shape(query, key) -> tuple:
+    """(*batch, L, S), the batch dims of query and key broadcast together."""
+    n = max(query.ndim, key.ndim) - 2
+    qb, kb = ((1,) * (n + 2 - x.ndim) + tuple(x.shape[:-2]) for x in (query, key))
+    return tuple(a if b == 1 else b for a, b in zip(qb, kb)) + (query.shape[-2], key.shape[-2])
 
 
 def _repeat_kv_heads(query, key, value):
