@@ -17,7 +17,7 @@ from .autograd.graph import VersionCounter, RemovableHandle, accumulator, run_ba
 
 class Tensor:
     __slots__ = ("_data", "_device", "_requires_grad", "grad", "grad_fn", "_output_nr", "_vc", "_base",
-                 "_hooks", "_accum", "_retains_grad", "__weakref__")
+                 "_view_fn", "_hooks", "_accum", "_retains_grad", "__weakref__")
 
     # numpy must defer to our reflected operators (np_array + tensor -> Tensor.__radd__)
     __array_priority__ = 1000
@@ -47,7 +47,8 @@ class Tensor:
         self.grad_fn = grad_fn
         self._output_nr = 0
         self._vc = VersionCounter()
-        self._base = None
+        self._base = None  # for a view: the tensor that owns the memory
+        self._view_fn = None  # for a view: base -> this view, replayed when an in-place op rebases the base
         self._hooks = None
         self._accum = None
         self._retains_grad = False
@@ -336,11 +337,9 @@ class Tensor:
             if self.requires_grad and self.grad_fn is None:
                 raise RuntimeError("a leaf Variable that requires grad is being used in an in-place "
                                    "operation. Wrap the update in engine.no_grad(), or use an out-of-place op.")
-            if self._base is not None:
-                raise RuntimeError(
-                    "an in-place operation that autograd records on a view of another tensor is not "
-                    "supported yet (the base tensor's history would not see it); write "
-                    "`x[idx] = x[idx] + y` instead of `x[idx] += y`, or apply it to a .clone() of the view")
+            if self._base is not None and self._base.requires_grad and self._base.grad_fn is None:
+                raise RuntimeError("a view of a leaf Variable that requires grad is being used in an "
+                                   "in-place operation. Wrap it in engine.no_grad(), or clone the leaf first.")
             old = Tensor._make(self._data.copy(), self._device)
             old.grad_fn, old._output_nr, old.requires_grad = self.grad_fn, self._output_nr, self.requires_grad
             result = fn(old, *args, **kwargs)
@@ -361,8 +360,22 @@ class Tensor:
         if result.grad_fn is not None:
             if result.dtype != self.dtype:
                 result = result.to(self.dtype)
-            self.grad_fn, self._output_nr, self.requires_grad = result.grad_fn, result._output_nr, True
+            if self._base is not None:
+                self._rebase_view(result)
+            else:
+                self.grad_fn, self._output_nr, self.requires_grad = result.grad_fn, result._output_nr, True
         return self
+
+    def _rebase_view(self, new_value: "Tensor") -> None:
+        """An in-place op recorded on a view changed its base too: the base becomes the output of a
+        node that routes the gradient of the view's region to ``new_value`` and the rest to the
+        base's old history (PyTorch's CopySlices); the view becomes a fresh view of the new base."""
+        from .ops.index import CopySlices
+        base = self._base
+        rebased = CopySlices.apply(base, new_value, view_fn=self._view_fn)
+        base.grad_fn, base._output_nr, base.requires_grad = rebased.grad_fn, 0, True
+        fresh = self._view_fn(base)
+        self.grad_fn, self._output_nr, self.requires_grad = fresh.grad_fn, fresh._output_nr, True
 
     # ---- conversion -------------------------------------------------------------------------
     def to(self, *args, dtype=None, device=None, non_blocking: bool = False, copy: bool = False):

@@ -172,6 +172,40 @@ def test_inplace_ops_in_graph_match_torch(rng):
     close(w.grad, tw.grad, rtol=1e-6)
 
 
+@pytest.mark.parametrize("case", ["view-of-view", "setitem-on-view", "zeros-buffer"])
+def test_inplace_on_views_rebases_the_base_like_torch(case):
+    """In-place ops recorded on views change the base's history too (PyTorch's CopySlices)."""
+    def run(m):
+        w = m.tensor([1.0, 2.0, 3.0], dtype=m.float64, requires_grad=True)
+        y = m.tensor([0.5, -1.0], dtype=m.float64, requires_grad=True)
+        if case == "zeros-buffer":
+            out = m.zeros(2, 3, dtype=m.float64)
+            out[0].add_(w)
+            out[1, 1:] += y * w[0]
+            z = (out * out).sum()
+        else:
+            x = (w * 2).reshape(3, 1) * w.reshape(1, 3)
+            v = x[1:]
+            if case == "view-of-view":
+                v[:, 0] += y
+                v.mul_(2)
+            else:
+                v[0] = y.repeat(2)[:3] * 3
+            z = (x * x).sum() + v.exp().sum()
+        (gw, gy) = m.autograd.grad(z, (w, y), create_graph=True, allow_unused=True)
+        (gw.sum() + (gy.sum() if gy is not None else 0)).backward()
+        return float(z), gw, w.grad
+
+    for e, t in zip(run(engine), run(torch)):
+        close(engine.tensor(e), torch.tensor(t), rtol=1e-12) if isinstance(e, float) else close(e, t, rtol=1e-12)
+
+
+def test_inplace_on_view_of_leaf_refused():
+    w = engine.randn(3, requires_grad=True)
+    with pytest.raises(RuntimeError, match="view of a leaf Variable"):
+        w[0].mul_(2)
+
+
 def test_no_grad_and_friends():
     x = engine.randn(2, requires_grad=True)
     with engine.no_grad():

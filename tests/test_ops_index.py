@@ -164,9 +164,6 @@ def test_setitem_value_requires_grad_target_does_not():
     check(fn, x, v, requires_grad=[False, True])
 
 
-@pytest.mark.xfail(strict=True, raises=RuntimeError,
-                   reason="engine/tensor.py Tensor._inplace refuses in-place ops recorded on a view "
-                          "(y[0] += v in a graph); PyTorch rebases the view's base")
 def test_augmented_assignment_on_indexed_non_leaf():
     def fn(m, a, v):
         y = a * 2.0

@@ -148,12 +148,12 @@ class Op(Node):
         if not (record and cls.differentiable and grad_mode._state.enabled):
             result = Tensor._make(out, out_dev)
             if cls.is_view:
-                _share_storage(result, inputs[0])
+                _share_storage(result, inputs[0], cls, params)
             return result
         node.next_edges = tuple(x._edge() if isinstance(x, Tensor) else None for x in inputs)
         result = Tensor._make(out, out_dev, grad_fn=node)
         if cls.is_view:
-            _share_storage(result, inputs[0])
+            _share_storage(result, inputs[0], cls, params)
         if cls.save_inputs:
             node._inputs = tuple((x, x._vc.value) if isinstance(x, Tensor) else (x, None) for x in inputs)
         if cls.save_output:
@@ -196,11 +196,17 @@ class Op(Node):
         raise NotImplementedError(f"{type(self).__name__} has no backward")
 
 
-def _share_storage(view, base) -> None:
-    """A view shares its base's version counter, so an in-place change through either is seen."""
-    if view.device.xp.may_share_memory(view._data, base._data):
-        view._vc = base._vc
-        view._base = base._base if base._base is not None else base
+def _share_storage(view, base, op, params) -> None:
+    """A view shares its base's version counter, so an in-place change through either is seen, and
+    remembers how to re-derive itself from the tensor owning the memory (for in-place rebasing)."""
+    if not view.device.xp.may_share_memory(view._data, base._data):
+        return
+    view._vc = base._vc
+    if base._base is None:
+        view._base, view._view_fn = base, lambda root: op.apply(root, **params)
+    else:
+        outer = base._view_fn
+        view._base, view._view_fn = base._base, lambda root: op.apply(outer(root), **params)
 
 
 def check_version(x, version: int, node) -> None:

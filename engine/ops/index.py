@@ -109,6 +109,21 @@ class IndexPut(Op):
         return gx, gv
 
 
+class CopySlices(Op):
+    """The base of a view after an in-place op on the view: its data is already updated in place;
+    the gradient of the view's region goes to the view's new value, the rest to the old base."""
+
+    def forward(self, base, new_value):
+        region = self.xp.ones(base.shape, dtype=base.dtype)
+        self.view_fn(Tensor._make(region, self.device))._data[...] = 0  # views write through
+        self.outside = region
+        return base
+
+    def backward(self, g):
+        g_base = g * Tensor._make(self.outside, self.device) if self.needs_grad(0) else None
+        return g_base, self.view_fn(g) if self.needs_grad(1) else None
+
+
 def setitem(self, idx, value):
     index, _ = _normalize_index(self, idx)
     if isinstance(value, Tensor):
