@@ -1,6 +1,7 @@
 """scaled_dot_product_attention, MultiheadAttention and the Transformer family against PyTorch: outputs,
 attention weights, and gradients of inputs and every parameter, with weights moved by state_dict."""
 import copy
+import gc
 import math
 import warnings
 
@@ -465,3 +466,15 @@ def test_deepcopy_of_a_layer_is_independent():
     with engine.no_grad():
         twin.self_attn.in_proj_weight.fill_(0.0)
     assert layer.self_attn.in_proj_weight.detach().numpy().any() and twin.self_attn.in_proj_weight.requires_grad
+
+
+def test_a_training_step_frees_its_graph_without_the_garbage_collector():
+    m = nn.Transformer(8, 2, 1, 1, 16, batch_first=True)
+    x = engine.randn(2, 3, 8, requires_grad=True)
+    mask = nn.Transformer.generate_square_subsequent_mask(3)
+    gc.collect()
+    for _ in range(2):
+        out = m(x, x, tgt_mask=mask, src_key_padding_mask=engine.tensor([[False, False, True]] * 2))
+        out.sum().backward()
+        del out
+        assert gc.collect() == 0
