@@ -3,6 +3,7 @@ backward sit together; broadcast gradients are reduced by ``sum_to``."""
 from __future__ import annotations
 
 import math
+import operator
 
 from .. import dtypes
 from ..autograd.graph import Op
@@ -63,16 +64,30 @@ class Mul(_Binary):
         return self.grads(g * b if self.needs_grad(0) else None, g * a if self.needs_grad(1) else None)
 
 
-class ByNumber(Op):
+class _ByNumber(Op):
     """tensor * number and tensor / number. Only the number is kept for backward (as in PyTorch), so a
     later in-place change of the tensor is no error: y[1:] = y[:-1] * 0.5."""
 
     def forward(self, x):
         with ieee(self.xp):
-            return x * self.number if self.multiply else x / self.number
+            return self.compute(x, self.number)
 
     def backward(self, g):
-        return g * self.number if self.multiply else g / self.number
+        return self.compute(g, self.number)
+
+
+class MulNumber(_ByNumber):
+    compute = staticmethod(operator.mul)
+
+    def name(self) -> str:
+        return "MulBackward0"  # PyTorch's name for this node
+
+
+class DivNumber(_ByNumber):
+    compute = staticmethod(operator.truediv)
+
+    def name(self) -> str:
+        return "DivBackward0"
 
 
 class Div(_Binary):
@@ -238,7 +253,7 @@ def mul(input, other):
     _check_broadcast("mul", a, b)
     if not isinstance(a, Tensor):
         a, b = b, a
-    return ByNumber.apply(a, number=b, multiply=True) if not isinstance(b, Tensor) else Mul.apply(a, b)
+    return MulNumber.apply(a, number=b) if not isinstance(b, Tensor) else Mul.apply(a, b)
 
 
 def div(input, other, *, rounding_mode=None):
@@ -258,7 +273,7 @@ def div(input, other, *, rounding_mode=None):
         dt = dtypes.get_default_dtype()
     a, b = operands(input, other, dtype=dt)
     _check_broadcast("div", a, b)
-    return ByNumber.apply(a, number=b, multiply=False) if not isinstance(b, Tensor) else Div.apply(a, b)
+    return DivNumber.apply(a, number=b) if not isinstance(b, Tensor) else Div.apply(a, b)
 
 
 def true_divide(input, other):
