@@ -90,8 +90,15 @@ CASES = [
 ]
 
 
+def _show(v):
+    """A stable test id for an argument (functions by name: addresses differ between processes)."""
+    if isinstance(v, (list, tuple)):
+        return "[" + ",".join(map(_show, v)) + "]"
+    return getattr(v, "__name__", str(v))
+
+
 def _ids(case):
-    return case[1] + "-" + ",".join(f"{k}={getattr(v, '__name__', v)}" for k, v in case[2].items())
+    return case[1] + "-" + ",".join(f"{k}={_show(v)}" for k, v in case[2].items())
 
 
 @pytest.mark.parametrize("case", CASES, ids=_ids)
@@ -326,7 +333,7 @@ INVALID = [
 ]
 
 
-@pytest.mark.parametrize("case", INVALID, ids=lambda c: c[0] + "-" + ",".join(f"{k}={v}" for k, v in c[1].items()))
+@pytest.mark.parametrize("case", INVALID, ids=lambda c: _ids((None,) + c))
 def test_invalid_arguments_raise_torchs_message(case):
     name, kw = case
     e_opt, t_opt = _optimizers()
