@@ -174,6 +174,35 @@ def test_augmented_assignment_on_indexed_non_leaf():
     check(fn, randn(3, 4, seed=10), randn(4, seed=11))
 
 
+INPLACE_ON_VIEW = [
+    ("t_mul_", lambda y, b: y.t().mul_(2)),
+    ("column_clamp_", lambda y, b: y[:, 1].clamp_(-0.3, 0.3)),
+    ("flat_view_add_", lambda y, b: y.view(-1)[:4].add_(b)),
+    ("nested_views", lambda y, b: y[1:].t()[0].mul_(b[:2])),
+    ("twice_same_row", lambda y, b: (y[0].add_(b), y[0].mul_(b))),
+    ("unsqueeze_view_sub_", lambda y, b: y.unsqueeze(0)[0, 1].sub_(b)),
+    ("setitem_on_view_of_view", lambda y, b: y[1:][0].__setitem__(slice(0, 2), b[:2])),
+    ("row_fill_", lambda y, b: y[2].fill_(0.5)),
+    ("column_copy_", lambda y, b: y[:, 0].copy_(b[:3])),
+    ("row_masked_fill_", lambda y, b: y[1].masked_fill_(b > 0, 0.0)),
+    ("reshape_row_mul_", lambda y, b: y.reshape(2, 6)[0].mul_(2)),
+    ("t_slice_neg", lambda y, b: y.t()[1:3].mul_(-1)),
+]
+
+
+@pytest.mark.parametrize("name,body", INPLACE_ON_VIEW, ids=[c[0] for c in INPLACE_ON_VIEW])
+def test_inplace_on_view_of_non_leaf(name, body):
+    def fn(m, a, b):
+        y = a * 2.0
+        body(y, b)
+        return y * a
+
+    x = randn(3, 4, seed=14)
+    x[:, 1] = np.where(np.abs(np.abs(2 * x[:, 1]) - 0.3) < 0.05, 1.0, x[:, 1])  # off the clamp bounds
+    check(fn, x, randn(4, seed=15))
+    gradcheck(fn, x, randn(4, seed=15))
+
+
 def test_setitem_without_grad_writes_through():
     x = engine.zeros(2, 3)
     x[0, [0, 2]] = engine.tensor([1.0, 2.0])
