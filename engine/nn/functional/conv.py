@@ -57,11 +57,11 @@ def _floats(who, **tensors) -> None:
     given = {k: t for k, t in tensors.items() if t is not None}
     dts = {t.dtype for t in given.values()}
     if len(dts) > 1:
-        listed = ", ".join(f"{k} {t.dtype}" for k, t in given.items())
+        listed = ", ".join(f"{k} {t.dtype.name}" for k, t in given.items())
         raise RuntimeError(f"{_who(who)}: input, weight and bias must have the same dtype, got {listed}; "
                            "convert with .to(dtype) (e.g. model.double() or x.float())")
     if not next(iter(dts)).is_floating_point:
-        raise RuntimeError(f"{_who(who)}: expected floating point tensors, got {next(iter(dts))}")
+        raise RuntimeError(f"{_who(who)}: expected floating point tensors, got {next(iter(dts)).name}")
     device_of(*given.values())
 
 
@@ -332,7 +332,8 @@ def _avg_pool(input, kernel_size, stride, padding, ceil_mode: bool, count_includ
               nd: int, who):
     _check_input(input, nd, who)
     if not input.dtype.is_floating_point:
-        raise RuntimeError(f"{_who(who)}: expected a floating point input, got {input.dtype}")
+        raise RuntimeError(f"{_who(who)}: expected a floating point input, got {input.dtype.name}; convert it "
+                           "with .float()")
     geo, out = _pool_geometry(input, kernel_size, stride, padding, 1, ceil_mode, nd, who)
     x, back = _as_2d(input, nd)
     if divisor_override is not None:
