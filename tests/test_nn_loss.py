@@ -383,3 +383,29 @@ def test_legacy_size_average_and_reduce(size_average, reduce):
     kw = dict(size_average=size_average, reduce=reduce)
     assert nn.MSELoss(**kw).reduction == torch.nn.MSELoss(**kw).reduction
     compare(fn_of("cross_entropy", **kw), x, t, grad=(0,))
+
+
+@pytest.mark.cuda
+def test_losses_on_cuda_match_cpu():
+    x, t, w = arr(4, 3, 2), labels(3, 4, 2), probs(3, seed=1)
+    t[0, 1] = -100
+    p, y = probs(4, 3, 2, seed=2), probs(4, 3, 2, seed=3)
+    cases = [
+        lambda d, x: F.cross_entropy(x, d(t), d(w), label_smoothing=0.1),
+        lambda d, x: F.cross_entropy(x, d(p)),
+        lambda d, x: F.nll_loss(F.log_softmax(x, 1), d(t), d(w)),
+        lambda d, x: F.binary_cross_entropy(x.sigmoid(), d(y), d(w[:, None])),
+        lambda d, x: F.binary_cross_entropy_with_logits(x, d(y), pos_weight=d(w[None, :, None] * 2)),
+        lambda d, x: F.mse_loss(x, d(y)) + F.l1_loss(x, d(y)) + F.smooth_l1_loss(x, d(y)) + F.huber_loss(x, d(y)),
+        lambda d, x: F.kl_div(F.log_softmax(x, 1), d(p), reduction="batchmean"),
+    ]
+    for case in cases:
+        results = []
+        for dev in ("cpu", "cuda"):
+            xe = engine.tensor(x, device=dev, requires_grad=True)
+            loss = case(lambda a: engine.tensor(a, device=dev), xe)
+            loss.backward()
+            assert loss.device.type == dev
+            results.append((loss.cpu().detach().numpy(), xe.grad.cpu().numpy()))
+        for c, g in zip(*results):
+            np.testing.assert_allclose(g, c, rtol=1e-10, atol=1e-12)

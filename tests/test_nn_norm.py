@@ -288,3 +288,20 @@ def test_graph_is_freed_after_backward():
     gc.collect()
     m(x).sum().backward()
     assert gc.collect() == 0
+
+
+@pytest.mark.cuda
+def test_norm_layers_on_cuda_match_cpu():
+    x = arr(4, 6, 3, 2)
+    for make in (lambda: nn.BatchNorm2d(6), lambda: nn.LayerNorm((3, 2)), lambda: nn.GroupNorm(3, 6)):
+        results = []
+        for dev in ("cpu", "cuda"):
+            m = make().double().to(dev)
+            xe = engine.tensor(x, device=dev, requires_grad=True)
+            m(xe).pow(2).sum().backward()
+            out = m.eval()(xe)  # BatchNorm: the running statistics just updated on the device
+            assert out.device.type == dev
+            results.append([out.cpu().detach().numpy(), xe.grad.cpu().numpy()]
+                           + [p.grad.cpu().numpy() for p in m.parameters()] + [b.cpu().numpy() for b in m.buffers()])
+        for c, g in zip(*results):
+            np.testing.assert_allclose(g, c, rtol=1e-10, atol=1e-12)
