@@ -16,7 +16,6 @@ except ImportError:  # pragma: no cover
     torch = None
 
 F32 = dict(rtol=1e-5, atol=1e-6)
-F64 = dict(rtol=1e-10, atol=1e-12)
 
 
 def rng(seed: int = 0) -> np.random.Generator:
@@ -151,6 +150,3 @@ def gradcheck(fn, *args, eps: float = 1e-6, atol: float = 1e-6, rtol: float = 1e
         inputs.append(to_engine(a, f))
     assert engine.autograd.gradcheck(lambda *xs: fn(engine, *xs), tuple(inputs), eps=eps, atol=atol, rtol=rtol)
 
-
-def torch_dtype_name(t) -> str:
-    return str(t.dtype).replace("torch.", "")

@@ -1,6 +1,4 @@
 """Elementwise ops against PyTorch: values, dtypes and gradients (with broadcasting), and gradcheck."""
-import math
-
 import numpy as np
 import pytest
 
@@ -28,6 +26,29 @@ def _pair(sa, sb, seed=0):
 
 def _positive(shape, seed=0, lo=0.5):
     return np.asarray(np.abs(randn(*shape, seed=seed)) + lo, dtype=np.float32)
+
+
+def test_check_helper_catches_mismatches():
+    # the oracle comparison itself must be able to fail: on values, on dtypes and on gradients
+    x = randn(3, seed=1)
+    with pytest.raises(AssertionError, match="output 0"):
+        check(lambda m, t: t * 2, x, torch_fn=lambda m, t: t * 2.001)
+    with pytest.raises(AssertionError, match="dtype"):
+        check(lambda m, t: t * 2, x, torch_fn=lambda m, t: (t * 2).double())
+    with pytest.raises(AssertionError, match="grad of input 0"):
+        check(lambda m, t: t * 2, x, torch_fn=lambda m, t: t * 2 + (t - t.detach()) * 1e-3)
+    with pytest.raises(engine.autograd.GradcheckError):
+        gradcheck(lambda m, t: _WrongGrad.apply(t), x)
+
+
+class _WrongGrad(engine.autograd.Function):
+    @staticmethod
+    def forward(ctx, t):
+        return t * 2
+
+    @staticmethod
+    def backward(ctx, g):
+        return g * 3
 
 
 # ---- binary arithmetic -----------------------------------------------------------------------------
@@ -440,8 +461,8 @@ def test_inplace_on_leaf_requiring_grad_raises():
 
 def test_inplace_modifying_saved_tensor_is_detected():
     x = engine.tensor(randn(3), requires_grad=True)
-    y = x.exp()
-    z = y.exp()  # saves y's output... exp saves its own output
+    y = x.exp()  # exp saves its output, y, for backward
+    z = y.exp()
     y.add_(1)
     with pytest.raises(RuntimeError, match="modified by an inplace operation"):
         (z * y).sum().backward()

@@ -42,7 +42,7 @@ def test_matmul_one_side_requires_grad(which):
     check(lambda m, x, y: x @ y, a, b, requires_grad=[which == 0, which == 1], **LOOSE)
 
 
-def test_rmatmul_with_numpy_left_operand_is_not_needed_but_tensor_forms_work():
+def test_matmul_method_forms():
     a, b = randn(3, 4, seed=5), randn(4, 2, seed=6)
     check(lambda m, x, y: x.matmul(y), a, b, **LOOSE)
     check(lambda m, x, y: y.__rmatmul__(x), a, b, **LOOSE)

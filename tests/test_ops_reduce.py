@@ -1,6 +1,4 @@
 """Reductions, scans and the softmax family against PyTorch: values, dtypes, gradients, gradcheck."""
-import math
-
 import numpy as np
 import pytest
 
