@@ -442,3 +442,17 @@ def test_cuda_matches_cpu():
     np.testing.assert_allclose(xg.grad.cpu().numpy(), xc.grad.numpy(), rtol=1e-4, atol=1e-5)
     for p, g in zip(m.parameters(), grads):
         np.testing.assert_allclose(p.grad.cpu().numpy(), g, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("fn", [
+    lambda f, x, w: f.conv2d(x, w, padding=1),
+    lambda f, x, w: f.conv2d(x, w[:, :1, :2], groups=3, stride=2),  # a non-contiguous weight
+    lambda f, x, w: f.conv_transpose2d(x, w, stride=2),
+    lambda f, x, w: f.max_pool2d(x, 2) * w.sum(),
+    lambda f, x, w: f.avg_pool2d(x, 3, 1, 1, count_include_pad=False) * w.sum(),
+    lambda f, x, w: f.unfold(x, 2) * w.sum(),
+])
+def test_empty_batch_and_non_contiguous_input(fn):
+    w = arr(3, 3, 3, 3, seed=1)
+    run_fn(fn, np.zeros((0, 3, 5, 5)), w)
+    run_fn(lambda f, x, w: fn(f, x.permute(3, 0, 1, 2), w), arr(3, 5, 6, 2), w)  # a non-contiguous input

@@ -94,8 +94,8 @@ def _col2im(xp, cols, geo: Geometry, size):
 
 def _cm_matrix(xp, a, groups: int):
     """(N, C, H, W) -> (groups, C/groups, N*H*W) in channel-major order: a GEMM operand."""
-    N, C = a.shape[:2]
-    return xp.ascontiguousarray(a.transpose(1, 0, 2, 3)).reshape(groups, C // groups, -1)
+    N, C, H, W = a.shape
+    return xp.ascontiguousarray(a.transpose(1, 0, 2, 3)).reshape(groups, C // groups, N * H * W)
 
 
 def _gemm(xp, a, b):
@@ -108,7 +108,7 @@ def _gemm(xp, a, b):
 
 def _from_cm(xp, y, N: int, size, bias=None):
     """A GEMM result (C, N*H*W) -> contiguous (N, C, H, W), adding ``bias`` in the same pass."""
-    y = y.reshape((-1, N) + tuple(size)).transpose(1, 0, 2, 3)
+    y = y.reshape((y.shape[0] * y.shape[1], N) + tuple(size)).transpose(1, 0, 2, 3)
     if bias is None:
         return xp.ascontiguousarray(y)
     out = xp.empty(y.shape, dtype=y.dtype)
@@ -126,7 +126,7 @@ class Convolution(Op):
         xp, geo = self.xp, self.geo
         out = self.out or geo.out_size(x.shape[2:])
         G, O = geo.groups, w.shape[0]
-        cols = _im2col(xp, x, geo, out).reshape(G, -1, x.shape[0] * out[0] * out[1])
+        cols = _im2col(xp, x, geo, out).reshape(G, w[0].size, x.shape[0] * out[0] * out[1])
         y = _gemm(xp, w.reshape(G, O // G, -1), cols)
         return _from_cm(xp, y, x.shape[0], out, b)
 
@@ -152,7 +152,7 @@ class ConvolutionTranspose(Op):
         G, O = geo.groups, w.shape[0]
         w3 = w.reshape(G, O // G, -1)
         cols = _gemm(xp, w3.transpose(0, 2, 1), _cm_matrix(xp, y, G))
-        cols = cols.reshape((-1,) + geo.kernel + (y.shape[0],) + y.shape[2:])
+        cols = cols.reshape((w.shape[1] * G,) + geo.kernel + (y.shape[0],) + y.shape[2:])
         x = _col2im(xp, cols, geo, self.size)
         if b is not None:
             x += b.reshape(-1, 1, 1)
@@ -177,7 +177,8 @@ class ConvolutionWeight(Op):
     def forward(self, x, y):
         xp, geo = self.xp, self.geo
         G, out = geo.groups, y.shape[2:]
-        cols = _im2col(xp, x, geo, out).reshape(G, -1, x.shape[0] * out[0] * out[1])
+        cols = _im2col(xp, x, geo, out).reshape(G, x.shape[1] // G * geo.kernel[0] * geo.kernel[1],
+                                                x.shape[0] * out[0] * out[1])
         gw = _gemm(xp, _cm_matrix(xp, y, G), cols.transpose(0, 2, 1))
         return gw.reshape((y.shape[1], x.shape[1] // G) + geo.kernel)
 
@@ -198,7 +199,8 @@ class Im2Col(Op):
         self.size = x.shape[2:]
         out = self.geo.out_size(self.size)
         cols = _im2col(self.xp, x, self.geo, out)
-        return self.xp.ascontiguousarray(cols.reshape(-1, x.shape[0], out[0] * out[1]).transpose(1, 0, 2))
+        cols = cols.reshape(cols.shape[0] * cols.shape[1] * cols.shape[2], x.shape[0], out[0] * out[1])
+        return self.xp.ascontiguousarray(cols.transpose(1, 0, 2))
 
     def backward(self, g):
         return Col2Im.apply(g, geo=self.geo, size=self.size)
@@ -210,7 +212,8 @@ class Col2Im(Op):
     def forward(self, cols):
         N = cols.shape[0]
         out = self.geo.out_size(self.size)
-        cols = cols.transpose(1, 0, 2).reshape((-1,) + self.geo.kernel + (N,) + out)
+        C = cols.shape[1] // (self.geo.kernel[0] * self.geo.kernel[1])
+        cols = cols.transpose(1, 0, 2).reshape((C,) + self.geo.kernel + (N,) + out)
         return _col2im(self.xp, cols, self.geo, self.size)
 
     def backward(self, g):
