@@ -104,10 +104,10 @@ def test_matches_torch_float64(kind, layers, bidirectional, batch_first, with_hx
 
 
 @pytest.mark.parametrize("kind", KINDS, ids=KIND_IDS)
-@pytest.mark.parametrize("with_hx", [False, True])
-def test_unbatched_input(kind, with_hx):
+@pytest.mark.parametrize("with_hx,batch_first", [(False, False), (True, False), (True, True)])
+def test_unbatched_input(kind, with_hx, batch_first):
     cls, kwargs = kind
-    e, t = pair(cls, 4, 5, num_layers=2, bidirectional=True, **kwargs)
+    e, t = pair(cls, 4, 5, num_layers=2, bidirectional=True, batch_first=batch_first, **kwargs)
     rng = np.random.default_rng(3)
     x = rng.standard_normal((6, 4))
     hx = states(cls, kwargs, 2, 2, None, 5, rng) if with_hx else None
@@ -339,6 +339,25 @@ def test_flatten_parameters_and_all_weights():
     assert m.flatten_parameters() is None
     assert [[tuple(p.shape) for p in ws] for ws in m.all_weights] == \
         [[tuple(p.shape) for p in ws] for ws in torch.nn.LSTM(3, 4, num_layers=2, bidirectional=True).all_weights]
+
+
+def _graph_size(t) -> int:
+    seen, stack = set(), [t.grad_fn]
+    while stack:
+        node = stack.pop()
+        if node is not None and node not in seen:
+            seen.add(node)
+            stack.extend(edge[0] for edge in node.next_edges if edge is not None)
+    return len(seen)
+
+
+@pytest.mark.parametrize("cls", ["RNN", "LSTM", "GRU"])
+def test_graph_does_not_grow_with_sequence_length(cls):
+    """The input projection is one GEMM per layer and direction and the time loop one node: the
+    recorded graph has as many nodes for 50 steps as for 2."""
+    m = getattr(nn, cls)(3, 4, num_layers=2, bidirectional=True)
+    sizes = [_graph_size(m(engine.randn(L, 2, 3, requires_grad=True))[0]) for L in (2, 50)]
+    assert sizes[0] == sizes[1] < 60, sizes
 
 
 # ---- long sequences, freeing, repeated backward ----------------------------------------------------------
