@@ -177,6 +177,15 @@ def test_cross_entropy_double_backward_matches_torch():
     close(ex.grad, tx.grad)
 
 
+def test_cross_entropy_graph_is_freed_after_backward():
+    import gc
+    x = engine.tensor(arr(4, 3), requires_grad=True)
+    t = engine.tensor(labels(3, 4))
+    gc.collect()
+    F.cross_entropy(x, t, label_smoothing=0.1).backward()
+    assert gc.collect() == 0
+
+
 # ---- cross entropy with class probabilities ------------------------------------------------------------
 
 @pytest.mark.parametrize("reduction", REDUCTIONS)

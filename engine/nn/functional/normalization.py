@@ -60,14 +60,16 @@ class Normalize(Op):
             invstd = ew.rsqrt(ew.square(x - mean).mean(dims, keepdim=True) + self.eps)
         else:
             mean, invstd = self._const(self.mean), self._const(self.invstd)
-        xhat = (x - mean) * invstd
+        want_gw = w is not None and self.needs_grad(1)
+        if want_gw or (self.stats is None and self.needs_grad(0)):
+            xhat = (x - mean) * invstd
         gx = gw = gb = None
         if self.needs_grad(0):
             gxhat = g * w.reshape(self.pshape) if w is not None else g
             if self.stats is None:  # mean and var depend on x: project those directions out
                 gxhat = gxhat - gxhat.mean(dims, keepdim=True) - xhat * (gxhat * xhat).mean(dims, keepdim=True)
             gx = gxhat * invstd
-        if w is not None and self.needs_grad(1):
+        if want_gw:
             gw = sum_to(g * xhat, self.pshape).reshape(w.shape)
         if b is not None and self.needs_grad(2):
             gb = sum_to(g, self.pshape).reshape(b.shape)
