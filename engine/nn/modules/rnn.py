@@ -143,24 +143,24 @@ def _rnn_relu_back(m, dh, dc, h, w):
 def _lstm_step(m, gx_t, h, c, w):
     """gx_t and w.hh_t come pre-scaled (see _Weights); gates in PyTorch's order i, f, g, o."""
     H = c.shape[-1]
-    y = m.tanh(gx_t + h @ w.hh_t)
-    act = y * w.scale + w.shift
+    act = m.tanh(gx_t + h @ w.hh_t) * w.scale + w.shift
     i, f, g, o = act[..., :H], act[..., H:2 * H], act[..., 2 * H:3 * H], act[..., 3 * H:]
     c_new = f * c + i * g
     tc = m.tanh(c_new)
     hh = o * tc
     h_new = hh @ w.hr_t if w.hr is not None else hh  # proj_size: h = W_hr (o * tanh(c))
-    return h_new, c_new, (y, act, c, tc, hh)
+    return h_new, c_new, (act, c, tc, hh)
 
 
 def _lstm_back(m, dh, dc, saved, w):
-    y, act, c_prev, tc, hh = saved
+    act, c_prev, tc, hh = saved
     H = c_prev.shape[-1]
     i, f, g, o = act[..., :H], act[..., H:2 * H], act[..., 2 * H:3 * H], act[..., 3 * H:]
     dhh = dh @ w.hr if w.hr is not None else dh
     dc = dc + dhh * o * (1 - tc * tc)
-    # d act / d gate = scale^2 (1 - y^2): sigmoid's s (1 - s) on i, f, o and tanh's 1 - g^2 on g
-    d = m.cat([dc * g, dc * c_prev, dc * i, dhh * tc]) * ((1 - y * y) * w.scale2)
+    # d act / d gate = scale^2 - (act - shift)^2: sigmoid's s (1 - s) on i, f, o and tanh's 1 - g^2 on g
+    centred = act - w.shift
+    d = m.cat([dc * g, dc * c_prev, dc * i, dhh * tc]) * (w.scale2 - centred * centred)
     return d @ w.hh, dc * f, d, d
 
 
