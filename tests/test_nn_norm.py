@@ -228,8 +228,8 @@ def test_layer_norm_gradcheck_and_double_backward():
 
 
 def test_layernorm_wrong_shape_names_the_layer():
-    with pytest.raises(RuntimeError, match=r"^LayerNorm\(\(3, 4\), eps=1e-05, elementwise_affine=True, bias=True\): expected "
-                                           r"input of shape \(\*, 3, 4\), got input of shape \(2, 4, 3\)"):
+    with pytest.raises(RuntimeError, match=r"^LayerNorm\(\(3, 4\), eps=1e-05, elementwise_affine=True, bias=True\): "
+                                           r"expected input of shape \(\*, 3, 4\), got input of shape \(2, 4, 3\)"):
         nn.LayerNorm((3, 4))(engine.zeros(2, 4, 3))
     with pytest.raises(RuntimeError, match=r"layer_norm: expected input whose last dimensions are "
                                            r"normalized_shape=\(5,\), got input of shape \(2, 4\)"):
@@ -265,8 +265,8 @@ def test_group_norm_gradcheck_and_double_backward():
 def test_groupnorm_errors():
     with pytest.raises(ValueError, match=r"num_channels \(6\) must be divisible by num_groups \(4\)"):
         nn.GroupNorm(4, 6)
-    with pytest.raises(RuntimeError, match=r"^GroupNorm\(2, 4, eps=1e-05, affine=True, bias=True\): expected input of shape "
-                                           r"\(N, 4, \*\), got input of shape \(2, 3, 5\)"):
+    with pytest.raises(RuntimeError, match=r"^GroupNorm\(2, 4, eps=1e-05, affine=True, bias=True\): expected input of "
+                                           r"shape \(N, 4, \*\), got input of shape \(2, 3, 5\)"):
         nn.GroupNorm(2, 4)(engine.zeros(2, 3, 5))
     with pytest.raises(RuntimeError, match=r"group_norm: expected input of shape \(N, C, \.\.\.\) with C divisible "
                                            r"by num_groups=4, got \(2, 6\)"):

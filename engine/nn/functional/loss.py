@@ -16,7 +16,7 @@ from ...autograd.graph import Op
 from ...ops import elementwise as ew
 from ...ops.index import Gather, _axis_grids
 from ...ops.reduce import log_softmax, softmax
-from ...ops._util import ieee, operands, sum_to
+from ...ops._util import ieee, operands
 from ...tensor import Tensor
 from .activation import softplus
 
