@@ -220,7 +220,7 @@ class Tensor:
     def _edge(self):
         if self.grad_fn is not None:
             return (self.grad_fn, self._output_nr)
-        if self.requires_grad:
+        if self._requires_grad:
             return (accumulator(self), 0)
         return None
 
@@ -281,7 +281,7 @@ class Tensor:
             gradient = Tensor._make(self._device.xp.ones_like(self._data), self._device)
         elif not isinstance(gradient, Tensor):
             gradient = Tensor._make(as_array(gradient, self.dtype, self._device), self._device)
-        elif tuple(gradient.shape) != tuple(self.shape):
+        elif gradient._data.shape != self._data.shape:
             raise RuntimeError(f"backward: gradient has shape {tuple(gradient.shape)} but the tensor has "
                                f"shape {tuple(self.shape)}; they must match")
         if retain_graph is None:

@@ -194,7 +194,7 @@ def test_inplace_on_views_rebases_the_base_like_torch(case):
             z = (x * x).sum() + v.exp().sum()
         (gw, gy) = m.autograd.grad(z, (w, y), create_graph=True, allow_unused=True)
         (gw.sum() + (gy.sum() if gy is not None else 0)).backward()
-        return float(z), gw, w.grad
+        return z.item(), gw, w.grad
 
     for e, t in zip(run(engine), run(torch)):
         close(engine.tensor(e), torch.tensor(t), rtol=1e-12) if isinstance(e, float) else close(e, t, rtol=1e-12)

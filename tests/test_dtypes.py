@@ -99,8 +99,7 @@ KINDS = [("dim", "dim"), ("dim", "zero"), ("zero", "dim"), ("zero", "zero")]
 
 
 def _bool_arithmetic(op, a, b) -> bool:
-    """Cases torch refuses (or keeps bool) but engine/ops computes as int8: covered, as a known bug of
-    engine/ops/elementwise.py, by test_arithmetic_on_bools_is_refused_as_in_torch."""
+    """Bool arithmetic that torch refuses: covered by test_arithmetic_on_bools_is_refused_as_in_torch."""
     return op in ("floordiv", "pow") and a == "bool" and b in ("bool", True)
 
 
@@ -129,8 +128,6 @@ def test_subtraction_result_dtype_without_bools(ka, kb):
             _result_dtype(torch, fn, _operand(torch, a, ka), _operand(torch, b, kb)), (a, b)
 
 
-@pytest.mark.xfail(reason="engine/ops/elementwise.py computes `-`, `//` and `**` on bools (as int8, numpy's "
-                          "way) where torch raises; see the report for the fix", strict=False)
 @pytest.mark.parametrize("ka, kb", KINDS)
 def test_arithmetic_on_bools_is_refused_as_in_torch(ka, kb):
     wrong = []

@@ -96,10 +96,11 @@ class AccumulateGrad(Node):
 
     def run_backward(self, grads):
         leaf, grad = self.leaf, grads[0]
-        for hook in list((leaf._hooks or {}).values()):
-            new = hook(grad)
-            if new is not None:
-                grad = new
+        if leaf._hooks:
+            for hook in list(leaf._hooks.values()):
+                new = hook(grad)
+                if new is not None:
+                    grad = new
         if leaf.grad is None:
             # a copy: the incoming gradient may be shared with other leaves or views
             leaf.grad = grad if grad_mode.is_grad_enabled() else _tensor.Tensor._make(grad._data.copy())
@@ -136,11 +137,11 @@ class Op(Node):
                 arrays.append(x._data)
                 if dev is None:
                     dev = x._device
-                record = record or x.requires_grad
+                record = record or x._requires_grad
             else:
                 arrays.append(x)
         node.device = dev
-        node.xp = dev.xp if dev is not None else None
+        node.xp = (dev._xp or dev.xp) if dev is not None else None
         out = node.forward(*arrays)
         if isinstance(out, _np.generic):  # numpy reduces 0-d results to scalars; a Tensor holds arrays
             out = _np.asarray(out)
@@ -155,7 +156,8 @@ class Op(Node):
         if cls.is_view:
             _share_storage(result, inputs[0], cls, params)
         if cls.save_inputs:
-            node._inputs = tuple((x, x._vc.value) if isinstance(x, Tensor) else (x, None) for x in inputs)
+            node._inputs = tuple(((x, x._vc.value) if node.saves_input(i) else (None, None))
+                                 if isinstance(x, Tensor) else (x, None) for i, x in enumerate(inputs))
         if cls.save_output:
             node._output = (out, result._vc, result._vc.value)
         return result
@@ -187,6 +189,12 @@ class Op(Node):
 
     def needs_grad(self, i: int) -> bool:
         return self.next_edges[i] is not None
+
+    def saves_input(self, i: int) -> bool:
+        """With ``save_inputs``: whether input i is kept. Ops whose backward reads an input only for
+        another input's gradient keep it only when that gradient is needed (less memory, and fewer
+        false in-place alarms: ``y[1:] = y[:-1] * w`` with a constant ``w``)."""
+        return True
 
     def run_backward(self, grads):
         g = self.backward(grads[0])
@@ -286,22 +294,27 @@ def run_backward(tensors, grad_tensors, retain_graph: bool, create_graph: bool, 
     ready = [(-n.seq, n) for n in roots if deps.get(n, 0) == 0]
     heapq.heapify(ready)
 
-    with grad_mode.set_grad_enabled(create_graph):
+    state = grad_mode._state
+    previous, state.enabled = state.enabled, create_graph
+    try:
         while ready:
-            _, node = heapq.heappop(ready)
-            grads = buffers.pop(node, None)
-            out_grads = _run_node(node, grads, capture, results, inputs is not None, retain_graph)
+            node = heapq.heappop(ready)[1]
+            out_grads = _run_node(node, buffers.pop(node, None), capture, results, retain_graph)
             for i, edge in enumerate(node.next_edges):
                 if edge is None:
                     continue
                 child, idx = edge
-                g = out_grads[i] if out_grads is not None and i < len(out_grads) else None
+                g = out_grads[i] if out_grads is not None else None
                 if g is not None:
-                    buf = buffers.setdefault(child, [None] * child.num_outputs)
+                    buf = buffers.get(child)
+                    if buf is None:
+                        buf = buffers[child] = [None] * child.num_outputs
                     buf[idx] = g if buf[idx] is None else buf[idx] + g
                 deps[child] -= 1
                 if deps[child] == 0:
                     heapq.heappush(ready, (-child.seq, child))
+    finally:
+        state.enabled = previous
 
     if inputs is not None:
         for i, r in enumerate(results):
@@ -313,8 +326,9 @@ def run_backward(tensors, grad_tensors, retain_graph: bool, create_graph: bool, 
     return None
 
 
-def _run_node(node, grads, capture, results, capturing: bool, retain_graph: bool):
-    if grads is None or all(g is None for g in grads):
+def _run_node(node, grads, capture, results, retain_graph: bool):
+    """Run one node's backward on the summed gradients of its outputs; None when nothing flows."""
+    if grads is None or not any(g is not None for g in grads):
         return None
     if node._freed:
         raise_freed()
@@ -328,21 +342,15 @@ def _run_node(node, grads, capture, results, capturing: bool, retain_graph: bool
         for idx, g in enumerate(grads):
             for i in capture.get((node, idx), ()):
                 results[i] = g
-    if capturing and isinstance(node, AccumulateGrad):
-        return None  # autograd.grad never touches .grad
+        if type(node) is AccumulateGrad:
+            return None  # autograd.grad never touches .grad
     out = node.run_backward(grads)
     if not retain_graph:
         node.release()
-    if isinstance(node, AccumulateGrad):
-        return None
-    _check_grads(node, out)
-    return out
-
-
-def _check_grads(node, grads) -> None:
-    if len(grads) != len(node.next_edges):
+    if len(out) != len(node.next_edges):
         raise RuntimeError(f"function {node.name()} returned an incorrect number of gradients "
-                           f"(expected {len(node.next_edges)}, got {len(grads)})")
+                           f"(expected {len(node.next_edges)}, got {len(out)})")
+    return out
 
 
 def accumulator(t):

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numbers
 
+import numpy as _np
+
 from .. import dtypes
 from ..tensor import Tensor, as_array
 
@@ -35,6 +37,8 @@ def operands(*xs, dtype: dtypes.dtype | None = None):
     """Cast operands to one dtype (PyTorch's promotion unless ``dtype`` is given) on one device.
     Tensors are cast with the differentiable ``cast`` (so gradients come back in their own dtype);
     Python numbers become numpy scalars of that dtype, which keeps numpy from promoting further."""
+    if dtype is None and _already_uniform(xs):
+        return xs
     from .shape import cast, to_device_op
     dt = dtype or dtypes.result_type(*(x for x in xs if x is not None))
     dev = device_of(*xs)
@@ -53,20 +57,42 @@ def operands(*xs, dtype: dtypes.dtype | None = None):
     return out
 
 
+def _already_uniform(xs) -> bool:
+    """The common case needs no conversion: tensors of one dtype on one device, with Python numbers
+    that numpy (NEP 50) already treats as PyTorch does (an int with any tensor, a float with a float
+    tensor: the tensor's dtype wins)."""
+    first = xs[0]
+    if not isinstance(first, Tensor):
+        return False
+    npd, dev = first._data.dtype, first._device
+    for x in xs[1:]:
+        if isinstance(x, Tensor):
+            if x._data.dtype != npd or x._device is not dev:
+                return False
+        elif type(x) is float:
+            if npd.kind != "f":
+                return False
+        elif type(x) is not int or npd.kind not in "fi" or not -2**31 <= x < 2**31:
+            return False
+    return True
+
+
 class ieee:
     """``with ieee(xp):`` inf and nan results (log(0), 1/0, 0*inf, exp(1000), a cast that overflows)
     are answers, not warnings, as in PyTorch. A no-op for cupy, which does not warn."""
 
+    __slots__ = ("state",)
+
     def __init__(self, xp):
-        self.xp = xp
+        self.state = _np.errstate(all="ignore") if xp is _np else None
 
     def __enter__(self):
-        if self.xp.__name__ == "numpy":
-            self.old = self.xp.seterr(all="ignore")
+        if self.state is not None:
+            self.state.__enter__()
 
     def __exit__(self, *exc):
-        if self.xp.__name__ == "numpy":
-            self.xp.seterr(**self.old)
+        if self.state is not None:
+            self.state.__exit__(*exc)
 
 
 def as_tensor_like(x, like: Tensor) -> Tensor:
@@ -104,6 +130,8 @@ def normalize_dims(dim, ndim: int) -> tuple:
     """``dim`` (None, int or sequence) as a sorted tuple of non-negative axes."""
     if dim is None:
         return tuple(range(ndim))
+    if type(dim) is int and -ndim <= dim < ndim:  # the common case, without the checks below
+        return (dim % ndim,)
     if isinstance(dim, numbers.Integral):
         dim = (dim,)
     n = max(ndim, 1)
@@ -118,4 +146,6 @@ def normalize_dims(dim, ndim: int) -> tuple:
 
 
 def wrap_dim(dim: int, ndim: int) -> int:
+    if type(dim) is int and -ndim <= dim < ndim:
+        return dim % ndim
     return normalize_dims(dim, ndim)[0] if ndim else 0

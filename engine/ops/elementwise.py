@@ -12,11 +12,14 @@ from ._util import bind, float_operand, ieee, is_scalar, operands, sum_to
 
 
 def _shape(x):
-    return x.shape if hasattr(x, "shape") else ()
+    """The shape of an array, a Tensor or a number (())."""
+    return x._data.shape if isinstance(x, Tensor) else getattr(x, "shape", ())
 
 
 def _check_broadcast(name, a, b):
     sa, sb = _shape(a), _shape(b)
+    if sa == sb:
+        return
     for x, y in zip(reversed(sa), reversed(sb)):
         if x != y and x != 1 and y != 1:
             raise RuntimeError(f"{name}: the shapes {tuple(sa)} and {tuple(sb)} cannot be broadcast together "
@@ -56,6 +59,9 @@ class Sub(_Binary):
 class Mul(_Binary):
     save_inputs = True
 
+    def saves_input(self, i):
+        return self.needs_grad(1 - i)  # a's gradient reads b, and b's reads a
+
     def compute(self, a, b):
         return a * b
 
@@ -92,6 +98,9 @@ class DivNumber(_ByNumber):
 
 class Div(_Binary):
     save_inputs = True
+
+    def saves_input(self, i):
+        return i == 1 or self.needs_grad(1)  # b for both gradients, a only for b's
 
     def compute(self, a, b):
         return a / b
@@ -242,7 +251,20 @@ def add(input, other, *, alpha=1):
     return _binary(Add, "add", input, other)
 
 
+def _is_bool(x) -> bool:
+    return x._data.dtype.kind == "b" if isinstance(x, Tensor) else isinstance(x, bool)
+
+
+def _refuse_bool(name: str, *xs) -> None:
+    """PyTorch has no bool arithmetic for these ops (numpy would compute them as int8)."""
+    if all(_is_bool(x) for x in xs):
+        raise NotImplementedError(f'"{name}" not implemented for \'Bool\'; convert first, e.g. x.int()')
+
+
 def sub(input, other, *, alpha=1):
+    if _is_bool(input) or _is_bool(other):
+        raise RuntimeError("Subtraction, the `-` operator, with a bool tensor is not supported. If you are "
+                           "trying to invert a mask, use the `~` or `logical_not()` operator instead.")
     if alpha != 1:
         other = other * alpha
     return _binary(Sub, "sub", input, other)
@@ -281,6 +303,7 @@ def true_divide(input, other):
 
 
 def pow(input, exponent):
+    _refuse_bool("pow", input, exponent)
     return _binary(Pow, "pow", input, exponent)
 
 
@@ -298,6 +321,7 @@ def remainder(input, other):
 
 
 def floor_divide(input, other):
+    _refuse_bool("floor_divide", input, other)
     a, b = _integer_division_operands("floor_divide", input, other)
     return _nondiff(lambda xp, x, y: xp.floor_divide(x, y), a, b)
 
@@ -308,7 +332,8 @@ def _integer_division_operands(name, input, other):
     a, b = operands(input, other)
     _check_broadcast(name, a, b)
     if not (a.dtype if isinstance(a, Tensor) else b.dtype).is_floating_point:
-        if bool(((b._data if isinstance(b, Tensor) else b) == 0).any()):
+        divisor = b._data if isinstance(b, Tensor) else b
+        if (divisor == 0) if is_scalar(divisor) else bool((divisor == 0).any()):
             raise RuntimeError(f"ZeroDivisionError: {name}: integer division by zero")
     return a, b
 

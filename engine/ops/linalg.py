@@ -9,26 +9,37 @@ class Matmul(Op):
     save_inputs = True
 
     def forward(self, a, b):
+        self.shapes = (a.shape, b.shape)
         if a.ndim > 2 and b.ndim == 2:
             # one 2-D GEMM: numpy's matmul of a batch against one broadcast matrix skips BLAS (~100x slower)
             return self.xp.matmul(a.reshape(-1, a.shape[-1]), b).reshape(*a.shape[:-1], b.shape[-1])
         return self.xp.matmul(a, b)
 
+    def saves_input(self, i):
+        return self.needs_grad(1 - i)  # a's gradient reads b, and b's reads a
+
     def backward(self, g):
         a, b = self.inputs
-        # treat 1-D operands as a row (a) or a column (b), then unbroadcast the batch dims
-        a2 = a.unsqueeze(0) if a.ndim == 1 else a
-        b2 = b.unsqueeze(-1) if b.ndim == 1 else b
-        g2 = g  # the output as if from a2 @ b2 (b first: with 1-D @ 1-D, g is 0-d and becomes (1, 1))
-        if b.ndim == 1:
-            g2 = g2.unsqueeze(-1)
-        if a.ndim == 1:
-            g2 = g2.unsqueeze(-2)
+        sa, sb = self.shapes
         ga = gb = None
+        if len(sa) == 2 and len(sb) == 2:  # plain matrices: nothing to promote or unbroadcast
+            if self.needs_grad(0):
+                ga = matmul(g, b.mT)
+            if self.needs_grad(1):
+                gb = matmul(a.mT, g)
+            return ga, gb
+        # treat a 1-D a as a row and a 1-D b as a column, then unbroadcast the batch dims
+        sa2 = (1,) + sa if len(sa) == 1 else sa
+        sb2 = sb + (1,) if len(sb) == 1 else sb
+        g2 = g  # the output as if from a2 @ b2 (b first: with 1-D @ 1-D, g is 0-d and becomes (1, 1))
+        if len(sb) == 1:
+            g2 = g2.unsqueeze(-1)
+        if len(sa) == 1:
+            g2 = g2.unsqueeze(-2)
         if self.needs_grad(0):
-            ga = sum_to(matmul(g2, b2.mT), a2.shape).reshape(a.shape)
+            ga = sum_to(matmul(g2, b.reshape(sb2).mT), sa2).reshape(sa)
         if self.needs_grad(1):
-            gb = sum_to(matmul(a2.mT, g2), b2.shape).reshape(b.shape)
+            gb = sum_to(matmul(a.reshape(sa2).mT, g2), sb2).reshape(sb)
         return ga, gb
 
 
