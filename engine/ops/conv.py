@@ -13,9 +13,17 @@ other two as its derivatives, so gradients of gradients need no further code:
     ConvolutionWeight(x, y)     -> w   grads: ConvolutionTranspose(y, k),  Convolution(x, k)
 
 Pooling works the same way: each pooling op and its adjoint (scatter back into the windows) are each
-other's backward. The GEMMs use a channel-major layout, (C, N, H, W), in which both the columns
-(C*kh*kw, N*Ho*Wo) and the GEMM's result (O, N*Ho*Wo) are contiguous; one transpose copy brings the
-result back to NCHW.
+other's backward.
+
+Layouts. Columns are offset-major within each group: (N, G, kh*kw, C/G, Ho, Wo), so that each kernel
+offset's slab is contiguous per sample (col2im reads it twice as fast as with the offset innermost),
+and the weight is reordered to match (a small copy). The forward and transposed convolutions keep the
+batch first and run one GEMM per sample and group in a single stacked matmul, which writes NCHW
+directly: on the CPU that beats one large GEMM whose result must be transposed back, most of all for
+thin GEMMs like a first layer's (C*kh*kw = 9), where BLAS threading does badly. The weight gradient
+sums over the batch, so there the columns are channel-major, (G, kh*kw, C/G, N, Ho, Wo), for one GEMM
+per group with a long reduction. unfold/fold are im2col/col2im with groups = C, which is PyTorch's
+(C, kh*kw) order.
 """
 from __future__ import annotations
 
@@ -65,70 +73,60 @@ def _pad(xp, x, geo: Geometry, fill=0, channel_major: bool = False):
     return buf
 
 
-def _crop(xp, buf, geo: Geometry, size, channel_major: bool = False):
-    """The inverse of ``_pad``: the unpadded region of ``buf``, as a contiguous (N, C, H, W) array."""
+def _crop(xp, buf, geo: Geometry, size):
+    """The inverse of ``_pad``: the unpadded region of ``buf``, as a contiguous array."""
     (t, _), (l, _) = geo.padding
-    out = buf[:, :, t:t + size[0], l:l + size[1]]
-    return xp.ascontiguousarray(out.transpose(1, 0, 2, 3) if channel_major else out)
+    return xp.ascontiguousarray(buf[:, :, t:t + size[0], l:l + size[1]])
 
 
-def _im2col(xp, x, geo: Geometry, out):
-    """(N, C, H, W) -> columns (C, kh, kw, N, Ho, Wo), contiguous: one slice copy per kernel offset."""
-    buf = _pad(xp, x, geo, channel_major=True)
-    (kh, kw), (C, N) = geo.kernel, buf.shape[:2]
-    cols = xp.empty((C, kh * kw, N) + tuple(out), dtype=x.dtype)
+def _im2col(xp, x, geo: Geometry, out, groups: int, channel_major: bool = False):
+    """(N, C, H, W) -> contiguous columns (N, G, kh*kw, C/G, Ho, Wo), or (G, kh*kw, C/G, N, Ho, Wo) if
+    ``channel_major``: one slice copy per kernel offset."""
+    (N, C), G, K = x.shape[:2], groups, geo.kernel[0] * geo.kernel[1]
+    buf = _pad(xp, x, geo, channel_major=channel_major)
+    if channel_major:
+        src, cols, axis = buf.reshape((G, C // G, N) + buf.shape[2:]), xp.empty((G, K, C // G, N) + tuple(out),
+                                                                               dtype=x.dtype), 1
+    else:
+        src, cols, axis = buf.reshape((N, G, C // G) + buf.shape[2:]), xp.empty((N, G, K, C // G) + tuple(out),
+                                                                               dtype=x.dtype), 2
     for k, (rows, cs) in geo.offsets(out):
-        cols[:, k] = buf[:, :, rows, cs]
-    return cols.reshape((C, kh, kw, N) + tuple(out))
+        cols[(slice(None),) * axis + (k,)] = src[:, :, :, rows, cs]
+    return cols
 
 
 def _col2im(xp, cols, geo: Geometry, size):
-    """The adjoint of ``_im2col``: columns (C, kh, kw, N, Ho, Wo) summed back into (N, C, H, W)."""
-    C, kh, kw, N, oh, ow = cols.shape
-    cols = cols.reshape(C, kh * kw, N, oh, ow)
-    buf = xp.zeros((C, N) + geo.padded(size), dtype=cols.dtype)
+    """The adjoint of ``_im2col``: columns (N, G, kh*kw, C/G, Ho, Wo) summed back into (N, C, *size)."""
+    N, G, _, Cg, oh, ow = cols.shape
+    buf = xp.zeros((N, G * Cg) + geo.padded(size), dtype=cols.dtype)
+    dst = buf.reshape((N, G, Cg) + buf.shape[2:])
     for k, (rows, cs) in geo.offsets((oh, ow)):
-        buf[:, :, rows, cs] += cols[:, k]
-    return _crop(xp, buf, geo, size, channel_major=True)
+        dst[:, :, :, rows, cs] += cols[:, :, k]
+    return _crop(xp, buf, geo, size)
 
 
-def _cm_matrix(xp, a, groups: int):
-    """(N, C, H, W) -> (groups, C/groups, N*H*W) in channel-major order: a GEMM operand."""
-    N, C, H, W = a.shape
-    return xp.ascontiguousarray(a.transpose(1, 0, 2, 3)).reshape(groups, C // groups, N * H * W)
-
-
-def _gemm(xp, a, b):
-    """(G, m, k) @ (G, k, n): a 2-D GEMM per group. numpy's stacked matmul leaves BLAS for a slow loop
-    when an operand is a transposed view; the 2-D one hands BLAS the transpose instead."""
-    if a.shape[0] == 1:
-        return (a[0] @ b[0])[None]
-    return xp.stack([a[i] @ b[i] for i in range(a.shape[0])])
-
-
-def _from_cm(xp, y, N: int, size, bias=None):
-    """A GEMM result (C, N*H*W) -> contiguous (N, C, H, W), adding ``bias`` in the same pass."""
-    y = y.reshape((y.shape[0] * y.shape[1], N) + tuple(size)).transpose(1, 0, 2, 3)
-    if bias is None:
-        return xp.ascontiguousarray(y)
-    out = xp.empty(y.shape, dtype=y.dtype)
-    return xp.add(y, bias.reshape(-1, 1, 1), out=out)
+def _offset_major(xp, w, groups: int):
+    """Weight (O, C/G, kh, kw) -> (G, O/G, kh*kw * C/G), matching the columns' order (a small copy)."""
+    O, Cg = w.shape[:2]
+    return xp.ascontiguousarray(w.reshape(groups, O // groups, Cg, -1).transpose(0, 1, 3, 2)).reshape(
+        groups, O // groups, -1)
 
 
 class Convolution(Op):
-    """y = conv(x, w) + b: im2col, then one GEMM per group. ``out`` fixes the output size (only the
-    backward of a transposed convolution with a large output_padding needs one that is smaller than
-    what the input allows)."""
+    """y = conv(x, w) + b: im2col, then a GEMM per sample and group. ``out`` fixes the output size (only
+    the backward of a transposed convolution with a large output_padding needs one smaller than what
+    the input allows)."""
     save_inputs = True
     out = None
 
     def forward(self, x, w, b):
         xp, geo = self.xp, self.geo
-        out = self.out or geo.out_size(x.shape[2:])
-        G, O = geo.groups, w.shape[0]
-        cols = _im2col(xp, x, geo, out).reshape(G, w[0].size, x.shape[0] * out[0] * out[1])
-        y = _gemm(xp, w.reshape(G, O // G, -1), cols)
-        return _from_cm(xp, y, x.shape[0], out, b)
+        N, out, G, O = x.shape[0], self.out or geo.out_size(x.shape[2:]), geo.groups, w.shape[0]
+        cols = _im2col(xp, x, geo, out, G).reshape(N, G, w[0].size, out[0] * out[1])
+        y = xp.matmul(_offset_major(xp, w, G), cols)  # (N, G, O/G, L): NCHW already
+        if b is not None:
+            y += b.reshape(G, O // G, 1)
+        return y.reshape((N, O) + tuple(out))
 
     def backward(self, g):
         x, w, b = self.inputs
@@ -149,11 +147,10 @@ class ConvolutionTranspose(Op):
 
     def forward(self, y, w, b):
         xp, geo = self.xp, self.geo
-        G, O = geo.groups, w.shape[0]
-        w3 = w.reshape(G, O // G, -1)
-        cols = _gemm(xp, w3.transpose(0, 2, 1), _cm_matrix(xp, y, G))
-        cols = cols.reshape((w.shape[1] * G,) + geo.kernel + (y.shape[0],) + y.shape[2:])
-        x = _col2im(xp, cols, geo, self.size)
+        (N, O), G, K = y.shape[:2], geo.groups, geo.kernel[0] * geo.kernel[1]
+        wt = xp.ascontiguousarray(_offset_major(xp, w, G).transpose(0, 2, 1))
+        cols = xp.matmul(wt, y.reshape(N, G, O // G, y.shape[2] * y.shape[3]))  # (N, G, K * C/G, L)
+        x = _col2im(xp, cols.reshape((N, G, K, w.shape[1]) + y.shape[2:]), geo, self.size)
         if b is not None:
             x += b.reshape(-1, 1, 1)
         return x
@@ -171,16 +168,19 @@ class ConvolutionTranspose(Op):
 
 
 class ConvolutionWeight(Op):
-    """The adjoint of Convolution in w: x (N, C, H, W) and y (N, O, Ho, Wo) -> (O, C/groups, kh, kw)."""
+    """The adjoint of Convolution in w: x (N, C, H, W) and y (N, O, Ho, Wo) -> (O, C/groups, kh, kw).
+    A sum over the batch: one GEMM per group on channel-major operands, reducing over N*Ho*Wo."""
     save_inputs = True
 
     def forward(self, x, y):
         xp, geo = self.xp, self.geo
-        G, out = geo.groups, y.shape[2:]
-        cols = _im2col(xp, x, geo, out).reshape(G, x.shape[1] // G * geo.kernel[0] * geo.kernel[1],
-                                                x.shape[0] * out[0] * out[1])
-        gw = _gemm(xp, _cm_matrix(xp, y, G), cols.transpose(0, 2, 1))
-        return gw.reshape((y.shape[1], x.shape[1] // G) + geo.kernel)
+        (N, C), (O, *out), G = x.shape[:2], y.shape[1:], self.geo.groups
+        K = geo.kernel[0] * geo.kernel[1]
+        cols = _im2col(xp, x, geo, out, G, channel_major=True).reshape(G, K * (C // G), N * out[0] * out[1])
+        ys = xp.ascontiguousarray(y.transpose(1, 0, 2, 3)).reshape(G, O // G, N * out[0] * out[1])
+        # 2-D GEMMs: numpy's stacked matmul leaves BLAS for a slow loop on a transposed operand
+        gw = xp.stack([ys[i] @ cols[i].T for i in range(G)])  # (G, O/G, K * C/G)
+        return xp.ascontiguousarray(gw.reshape(O, K, C // G).transpose(0, 2, 1)).reshape((O, C // G) + geo.kernel)
 
     def backward(self, k):
         x, y = self.inputs
@@ -198,9 +198,8 @@ class Im2Col(Op):
     def forward(self, x):
         self.size = x.shape[2:]
         out = self.geo.out_size(self.size)
-        cols = _im2col(self.xp, x, self.geo, out)
-        cols = cols.reshape(cols.shape[0] * cols.shape[1] * cols.shape[2], x.shape[0], out[0] * out[1])
-        return self.xp.ascontiguousarray(cols.transpose(1, 0, 2))
+        cols = _im2col(self.xp, x, self.geo, out, groups=x.shape[1])  # (N, C, K, 1, Ho, Wo)
+        return cols.reshape(x.shape[0], cols.shape[1] * cols.shape[2], out[0] * out[1])
 
     def backward(self, g):
         return Col2Im.apply(g, geo=self.geo, size=self.size)
@@ -210,16 +209,12 @@ class Col2Im(Op):
     """fold: (N, C*kh*kw, L) -> (N, C, *size), summing overlapping windows."""
 
     def forward(self, cols):
-        N = cols.shape[0]
+        N, K = cols.shape[0], self.geo.kernel[0] * self.geo.kernel[1]
         out = self.geo.out_size(self.size)
-        C = cols.shape[1] // (self.geo.kernel[0] * self.geo.kernel[1])
-        cols = cols.transpose(1, 0, 2).reshape((C,) + self.geo.kernel + (N,) + out)
-        return _col2im(self.xp, cols, self.geo, self.size)
+        return _col2im(self.xp, cols.reshape((N, cols.shape[1] // K, K, 1) + out), self.geo, self.size)
 
     def backward(self, g):
         return Im2Col.apply(g, geo=self.geo)
-
-
 # ---- pooling -------------------------------------------------------------------------------------
 
 def _scatter_windows(xp, piece, geo: Geometry, shape, out, dtype):
