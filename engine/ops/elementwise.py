@@ -482,8 +482,20 @@ class Tanh(Op):
         return self.xp.tanh(x)
 
     def backward(self, g):
-        y = self.output
+        return TanhGrad.apply(g, self.output)
+
+
+class TanhGrad(Op):
+    """g * (1 - y^2) in one pass; differentiable itself, for higher-order gradients."""
+    save_inputs = True
+
+    def forward(self, g, y):
         return g * (1 - y * y)
+
+    def backward(self, gg):
+        g, y = self.inputs
+        return (TanhGrad.apply(gg, y) if self.needs_grad(0) else None,
+                -2 * gg * g * y if self.needs_grad(1) else None)
 
 
 class Sigmoid(Op):
@@ -496,8 +508,20 @@ class Sigmoid(Op):
         return xp.where(x >= 0, 1 / (1 + e), e / (1 + e)).astype(x.dtype, copy=False)
 
     def backward(self, g):
-        y = self.output
+        return SigmoidGrad.apply(g, self.output)
+
+
+class SigmoidGrad(Op):
+    """g * y (1 - y) in one pass; differentiable itself, for higher-order gradients."""
+    save_inputs = True
+
+    def forward(self, g, y):
         return g * y * (1 - y)
+
+    def backward(self, gg):
+        g, y = self.inputs
+        return (SigmoidGrad.apply(gg, y) if self.needs_grad(0) else None,
+                gg * g * (1 - 2 * y) if self.needs_grad(1) else None)
 
 
 class Relu(Op):
@@ -507,7 +531,21 @@ class Relu(Op):
         return self.xp.maximum(x, 0).astype(x.dtype, copy=False)
 
     def backward(self, g):
-        return where(self.output <= 0, g.new_zeros(()), g)  # nan passes the gradient, as in PyTorch
+        return ReluGrad.apply(g, self.output)
+
+
+class ReluGrad(Op):
+    """The gradient where y > 0 (and where y is nan, as in PyTorch), else 0."""
+    save_inputs = True
+
+    def saves_input(self, i):
+        return i == 1
+
+    def forward(self, g, y):
+        return self.xp.where(y <= 0, g.dtype.type(0), g)
+
+    def backward(self, gg):
+        return ReluGrad.apply(gg, self.inputs[1]) if self.needs_grad(0) else None, None
 
 
 class Abs(Op):

@@ -6,10 +6,17 @@ from ._util import bind, operands, sum_to
 
 
 class Matmul(Op):
+    """a @ b, with broadcasting and 1-D promotion. For 2-D operands ``ta``/``tb`` ask for a or b
+    transposed (a free view), which lets backward multiply by a transpose without a node for it."""
     save_inputs = True
+    ta = tb = False
 
     def forward(self, a, b):
         self.shapes = (a.shape, b.shape)
+        if self.ta:
+            a = a.T
+        if self.tb:
+            b = b.T
         if a.ndim > 2 and b.ndim == 2:
             # one 2-D GEMM: numpy's matmul of a batch against one broadcast matrix skips BLAS (~100x slower)
             return self.xp.matmul(a.reshape(-1, a.shape[-1]), b).reshape(*a.shape[:-1], b.shape[-1])
@@ -22,11 +29,12 @@ class Matmul(Op):
         a, b = self.inputs
         sa, sb = self.shapes
         ga = gb = None
-        if len(sa) == 2 and len(sb) == 2:  # plain matrices: nothing to promote or unbroadcast
+        if len(sa) == 2 and len(sb) == 2:  # C = op(A) @ op(B), op a transpose or not
+            ta, tb = self.ta, self.tb
             if self.needs_grad(0):
-                ga = matmul(g, b.mT)
+                ga = Matmul.apply(b, g, ta=tb, tb=True) if ta else Matmul.apply(g, b, tb=not tb)
             if self.needs_grad(1):
-                gb = matmul(a.mT, g)
+                gb = Matmul.apply(g, a, ta=True, tb=ta) if tb else Matmul.apply(a, g, ta=not ta)
             return ga, gb
         # treat a 1-D a as a row and a 1-D b as a column, then unbroadcast the batch dims
         sa2 = (1,) + sa if len(sa) == 1 else sa

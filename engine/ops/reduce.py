@@ -36,7 +36,37 @@ class Sum(_Reduce):
         return self.xp.sum(x, axis=dims, keepdims=keepdim, dtype=self.out_dtype)
 
     def backward(self, g):
-        return _expand_back(g, self.shape, self.dims, self.keepdim)
+        return SpreadBack.apply(g, shape=self.shape, dims=self.dims, keepdim=self.keepdim, scale=None)
+
+
+class Mean(_Reduce):
+    def compute(self, x, dims, keepdim):
+        self.scale = 1.0 / _count(x.shape, dims)
+        return self.xp.mean(x, axis=dims, keepdims=keepdim)
+
+    def backward(self, g):
+        return SpreadBack.apply(g, shape=self.shape, dims=self.dims, keepdim=self.keepdim, scale=self.scale)
+
+
+class SpreadBack(Op):
+    """The backward of sum and mean as one node: the reduced gradient broadcast over the input's
+    shape (times 1/n for mean). Its own backward reduces again, for higher-order gradients."""
+
+    def forward(self, g):
+        keep = g if self.keepdim else g.reshape(_keep_shape(self.shape, self.dims))
+        out = self.xp.broadcast_to(keep, self.shape)
+        return out if self.scale is None else out * out.dtype.type(self.scale)
+
+    def backward(self, gg):
+        out = sum(gg, self.dims, self.keepdim)
+        return out if self.scale is None else out * self.scale
+
+
+def _count(shape, dims) -> int:
+    n = 1
+    for d in dims:
+        n *= shape[d]
+    return n
 
 
 class Prod(_Reduce):
@@ -136,11 +166,9 @@ def mean(input, dim=None, keepdim: bool = False, *, dtype=None):
     if not input.dtype.is_floating_point:
         raise RuntimeError(f"mean(): could not infer output dtype. Input dtype must be either a floating "
                            f"point or complex dtype. Got: {input.dtype.name}; use x.float().mean()")
-    dims = normalize_dims(dim, input.ndim)
-    n = 1
-    for d in dims:
-        n *= input.shape[d]
-    return sum(input, dim, keepdim) / n if n else sum(input, dim, keepdim) * float("nan")
+    if _count(input.shape, normalize_dims(dim, input.ndim)) == 0:
+        return sum(input, dim, keepdim) * float("nan")  # the mean of nothing, quietly (numpy would warn)
+    return _reduce(Mean, input, dim, keepdim)
 
 
 def prod(input, dim=None, keepdim: bool = False, *, dtype=None):
