@@ -114,16 +114,10 @@ def sum_to(grad: Tensor, shape) -> Tensor:
     """Reduce a broadcast gradient to ``shape``: sum over the leading dims broadcasting added and the
     dims that were 1 in the input. The single unbroadcasting step of every op's backward."""
     shape = tuple(shape)
-    if tuple(grad.shape) == shape:
+    if grad._data.shape == shape:
         return grad
-    if grad.ndim < len(shape):  # an input with extra leading 1s (x[0] = v, v of shape (1, n))
-        from .shape import reshape
-        grad = reshape(grad, (1,) * (len(shape) - grad.ndim) + tuple(grad.shape))
-    lead = grad.ndim - len(shape)
-    dims = tuple(range(lead)) + tuple(lead + i for i, s in enumerate(shape) if s == 1 and grad.shape[lead + i] != 1)
-    from .reduce import sum as _sum
-    from .shape import reshape
-    return reshape(_sum(grad, dim=dims, keepdim=True), shape) if dims else reshape(grad, shape)
+    from .reduce import SumTo
+    return SumTo.apply(grad, shape=shape)
 
 
 def normalize_dims(dim, ndim: int) -> tuple:

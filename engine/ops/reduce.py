@@ -62,6 +62,26 @@ class SpreadBack(Op):
         return out if self.scale is None else out * self.scale
 
 
+class SumTo(Op):
+    """``sum_to`` as one node: sum over the dims broadcasting added or stretched, then reshape.
+    Its backward broadcasts back (``expand``, whose own backward is ``sum_to``)."""
+
+    def forward(self, g):
+        shape = self.shape
+        self.input_shape = g.shape
+        if g.ndim < len(shape):  # an input with extra leading 1s (x[0] = v, v of shape (1, n))
+            g = g.reshape((1,) * (len(shape) - g.ndim) + g.shape)
+        self.grad_shape = g.shape
+        lead = g.ndim - len(shape)
+        dims = tuple(range(lead)) + tuple(lead + i for i, s in enumerate(shape) if s == 1 and g.shape[lead + i] != 1)
+        return (self.xp.sum(g, axis=dims, keepdims=True) if dims else g).reshape(shape)
+
+    def backward(self, gg):
+        from .shape import expand, reshape
+        out = expand(gg, self.grad_shape)
+        return out if len(self.grad_shape) == len(self.input_shape) else reshape(out, self.input_shape)
+
+
 def _count(shape, dims) -> int:
     n = 1
     for d in dims:
