@@ -216,8 +216,9 @@ def test_conv_state_dict_loads_into_torch_and_back():
 
 def test_conv_bad_input_names_the_layer():
     m = nn.Conv2d(1, 32, 3, padding=1)
-    with pytest.raises(RuntimeError, match=r"^Conv2d\(1, 32, kernel_size=\(3, 3\), stride=\(1, 1\), padding=\(1, 1\)\): "
-                                           r"expected input of shape \(N, 1, H, W\) or \(1, H, W\), got \(8, 3, 28, 28\)$"):
+    expected = (r"^Conv2d\(1, 32, kernel_size=\(3, 3\), stride=\(1, 1\), padding=\(1, 1\)\): expected input of "
+                r"shape \(N, 1, H, W\) or \(1, H, W\), got \(8, 3, 28, 28\)$")
+    with pytest.raises(RuntimeError, match=expected):
         m(engine.zeros(8, 3, 28, 28))
     with pytest.raises(RuntimeError, match=r"expected input of shape \(N, 1, H, W\) or \(1, H, W\), got \(28, 28\)"):
         m(engine.zeros(28, 28))

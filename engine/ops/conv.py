@@ -84,12 +84,10 @@ def _im2col(xp, x, geo: Geometry, out, groups: int, channel_major: bool = False)
     ``channel_major``: one slice copy per kernel offset."""
     (N, C), G, K = x.shape[:2], groups, geo.kernel[0] * geo.kernel[1]
     buf = _pad(xp, x, geo, channel_major=channel_major)
-    if channel_major:
-        src, cols, axis = buf.reshape((G, C // G, N) + buf.shape[2:]), xp.empty((G, K, C // G, N) + tuple(out),
-                                                                               dtype=x.dtype), 1
-    else:
-        src, cols, axis = buf.reshape((N, G, C // G) + buf.shape[2:]), xp.empty((N, G, K, C // G) + tuple(out),
-                                                                               dtype=x.dtype), 2
+    lead = (G, C // G, N) if channel_major else (N, G, C // G)
+    src = buf.reshape(lead + buf.shape[2:])  # splits C: a view
+    axis = 1 if channel_major else 2  # where the offset goes in the columns
+    cols = xp.empty(lead[:axis] + (K,) + lead[axis:] + tuple(out), dtype=x.dtype)
     for k, (rows, cs) in geo.offsets(out):
         cols[(slice(None),) * axis + (k,)] = src[:, :, :, rows, cs]
     return cols
@@ -180,7 +178,8 @@ class ConvolutionWeight(Op):
         ys = xp.ascontiguousarray(y.transpose(1, 0, 2, 3)).reshape(G, O // G, N * out[0] * out[1])
         # 2-D GEMMs: numpy's stacked matmul leaves BLAS for a slow loop on a transposed operand
         gw = xp.stack([ys[i] @ cols[i].T for i in range(G)])  # (G, O/G, K * C/G)
-        return xp.ascontiguousarray(gw.reshape(O, K, C // G).transpose(0, 2, 1)).reshape((O, C // G) + geo.kernel)
+        gw = xp.ascontiguousarray(gw.reshape(O, K, C // G).transpose(0, 2, 1))  # back to (O, C/G, K)
+        return gw.reshape((O, C // G) + geo.kernel)
 
     def backward(self, k):
         x, y = self.inputs
@@ -215,6 +214,8 @@ class Col2Im(Op):
 
     def backward(self, g):
         return Im2Col.apply(g, geo=self.geo)
+
+
 # ---- pooling -------------------------------------------------------------------------------------
 
 def _scatter_windows(xp, piece, geo: Geometry, shape, out, dtype):

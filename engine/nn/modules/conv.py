@@ -98,12 +98,16 @@ class _Conv(_ConvNd):
         super().__init__(in_channels, out_channels, kernel_size, stride, padding, dilation, False, 0, groups,
                          bias, padding_mode, device, dtype)
 
-    def forward(self, input):
+    def _conv_forward(self, input, weight, bias):
+        """The convolution with a given weight and bias (PyTorch's hook for weight reparametrisations)."""
         _check_input(input, self._nd, self, channels=self.in_channels)
         padding = self.padding
         if self.padding_mode != "zeros":
             input, padding = F.pad(input, self._reversed_padding_repeated_twice, mode=self.padding_mode), 0
-        return _conv(input, self.weight, self.bias, self.stride, padding, self.dilation, self.groups, self._nd, self)
+        return _conv(input, weight, bias, self.stride, padding, self.dilation, self.groups, self._nd, self)
+
+    def forward(self, input):
+        return self._conv_forward(input, self.weight, self.bias)
 
 
 class Conv1d(_Conv):
