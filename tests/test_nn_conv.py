@@ -264,6 +264,10 @@ def test_conv_no_grad_and_grad_fn():
     with engine.no_grad():
         y = m(x)
     assert y.grad_fn is None and not y.requires_grad
+    w2 = engine.tensor(arr(3, 2, 3, 3, seed=3, dtype=np.float32))  # a reparametrised weight, as weight_norm does
+    np.testing.assert_allclose(m._conv_forward(x, w2, None).detach().numpy(),
+                               TF.conv2d(torch.tensor(x.detach().numpy()), torch.tensor(w2.numpy())).numpy(),
+                               rtol=1e-5, atol=1e-5)
 
 
 # ---- unfold / fold -----------------------------------------------------------------------------------
