@@ -274,6 +274,21 @@ def test_gradgradcheck_on_composite(rng):
     assert gradgradcheck(lambda p, q: (p @ q).tanh() * p.sum(), (a, b))
 
 
+@pytest.mark.parametrize("fn", [
+    lambda a, b: a / b,
+    lambda a, b: b / a.exp(),
+    lambda a, b: (a * b).tanh().sigmoid().relu(),
+    lambda a, b: (a @ b.reshape(4, 1)).mean() + a.sum(1).mean() + (a.T @ a).sum() + (a @ a.T).sum(),
+    lambda a, b: (a - b[:2].sum()).sum(0) * b,
+], ids=["div", "div-broadcast", "activations", "matmul-reductions", "sum_to"])
+def test_fused_backward_nodes_are_differentiable_twice(rng, fn):
+    """Backward formulas that are single nodes (TanhGrad, DivGradDenominator, SumTo, SpreadBack,
+    transposed Matmul) have backwards of their own: checked by second-order finite differences."""
+    a = engine.tensor(rng.standard_normal((3, 4)), requires_grad=True)
+    b = engine.tensor(rng.random(4) + 0.5, requires_grad=True)
+    assert gradgradcheck(fn, (a, b))
+
+
 def test_hooks_on_leaf_and_nonleaf_and_retain_grad():
     x = engine.tensor([1.0, 2.0], requires_grad=True)
     seen = []

@@ -108,8 +108,26 @@ class Div(_Binary):
     def backward(self, g):
         a, b = self.inputs
         ga = g / b if self.needs_grad(0) else None
-        gb = -g * a / (b * b) if self.needs_grad(1) else None
+        gb = DivGradDenominator.apply(g, a, b) if self.needs_grad(1) else None
         return self.grads(ga, gb)
+
+
+class DivGradDenominator(Op):
+    """d(a/b)/db times g = -g a / b^2, in one node; differentiable itself, for higher orders."""
+    save_inputs = True
+
+    def forward(self, g, a, b):
+        self.shapes = (g.shape, _shape(a), _shape(b))
+        with ieee(self.xp):
+            return -g * a / (b * b)
+
+    def backward(self, gg):
+        g, a, b = self.inputs
+        sg, sa, sb = self.shapes
+        b2 = b * b
+        return (sum_to(-gg * a / b2, sg) if self.needs_grad(0) else None,
+                sum_to(-gg * g / b2, sa) if self.needs_grad(1) else None,
+                sum_to(2 * gg * g * a / (b2 * b), sb) if self.needs_grad(2) else None)
 
 
 class Pow(_Binary):
