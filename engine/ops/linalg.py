@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from ..autograd.graph import Op
+from ..tensor import Tensor
 from ._util import bind, operands, sum_to
 
 
@@ -52,6 +53,9 @@ class Matmul(Op):
 
 
 def matmul(input, other):
+    if isinstance(input, Tensor) and isinstance(other, Tensor) and input._data.dtype != other._data.dtype:
+        raise RuntimeError(f"expected m1 and m2 to have the same dtype, but got: {input.dtype.name} != "
+                           f"{other.dtype.name}; convert one first, e.g. b.to(a.dtype)")
     a, b = operands(input, other)
     if a.ndim == 0 or b.ndim == 0:
         raise RuntimeError(f"matmul: both arguments need at least 1 dimension, got {a.ndim}D and {b.ndim}D")
