@@ -380,13 +380,7 @@ class Tensor:
     # ---- conversion -------------------------------------------------------------------------
     def to(self, *args, dtype=None, device=None, non_blocking: bool = False, copy: bool = False):
         """``to(dtype)``, ``to(device)``, ``to(device, dtype)``, ``to(other_tensor)``."""
-        for a in args:
-            if isinstance(a, Tensor):
-                device, dtype = a.device, a.dtype
-            elif isinstance(a, (str, Device)):
-                device = a
-            else:
-                dtype = a
+        device, dtype = parse_to_args(args, device, dtype)
         from .ops.shape import to_device_op, cast
         out = self
         if device is not None and Device(device) is not self._device:
@@ -480,6 +474,19 @@ class Size(tuple):
         for s in self:
             n *= s
         return n
+
+
+def parse_to_args(args, device=None, dtype=None):
+    """(device, dtype) from the positional forms of ``Tensor.to`` and ``Module.to``:
+    a device (string or object), a dtype, or a tensor whose device and dtype are taken."""
+    for a in args:
+        if isinstance(a, Tensor):
+            device, dtype = a.device, a.dtype
+        elif isinstance(a, (str, Device)):
+            device = a
+        else:
+            dtype = a
+    return device, dtype
 
 
 def _wrap_dim(dim: int, ndim: int) -> int:

@@ -270,15 +270,8 @@ class Module:
     def to(self, *args, **kwargs) -> "Module":
         """``to(device)``, ``to(dtype)`` (floating-point tensors only, as in PyTorch), ``to(device, dtype)``."""
         from ... import dtypes
-        from ...backend import device as Device
-        device, dtype = kwargs.get("device"), kwargs.get("dtype")
-        for a in args:
-            if isinstance(a, Tensor):
-                device, dtype = a.device, a.dtype
-            elif isinstance(a, (str, Device)):
-                device = a
-            else:
-                dtype = a
+        from ...tensor import parse_to_args
+        device, dtype = parse_to_args(args, kwargs.get("device"), kwargs.get("dtype"))
         if dtype is not None and not dtypes.as_dtype(dtype).is_floating_point:
             raise TypeError(f"nn.Module.to only accepts floating point dtypes, but got desired dtype={dtype}")
 
