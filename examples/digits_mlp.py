@@ -18,14 +18,14 @@ from engine import nn
 from engine.utils.data import DataLoader, TensorDataset, random_split
 
 
-def digits_datasets(seed: int = 0, validation_split: float = 0.2, dtype=engine.float32):
+def digits_datasets(split_seed: int = 0, validation_split: float = 0.2, dtype=engine.float32):
     """The digits as a (train, validation) pair of TensorDataset subsets: pixels scaled to [0, 1] and
-    flattened to 64 features, labels as int64. The split is random but fixed by ``seed``."""
+    flattened to 64 features, labels as int64. The split is random but fixed by ``split_seed``."""
     digits = load_digits()
     x = engine.tensor(digits.data / 16.0, dtype=dtype)           # (1797, 64)
     y = engine.tensor(digits.target.astype(np.int64))           # (1797,)
     dataset = TensorDataset(x, y)
-    split = engine.Generator().manual_seed(seed)
+    split = engine.Generator().manual_seed(split_seed)
     train, val = random_split(dataset, [1 - validation_split, validation_split], generator=split)
     return train, val
 

@@ -1,0 +1,174 @@
+"""A small causal Transformer (a character-level GPT) on Shakespeare, trained with the engine as one
+would with PyTorch: windows of the text in a TensorDataset; token and position embeddings; an
+nn.TransformerEncoder whose self-attention is masked with
+nn.Transformer.generate_square_subsequent_mask so that each position sees only the characters
+before it; CrossEntropyLoss, AdamW, a one-cycle learning-rate schedule and gradient clipping.
+
+    python examples/char_transformer.py
+
+The figure to watch is the validation loss (nats per character) against the unigram entropy of the
+characters: the loss of the best model that ignores context. ``main()`` returns the final metrics,
+so tests can call it with a small budget; at the end it prints a sample of generated text.
+"""
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+
+import engine
+from engine import nn
+from engine.utils.data import DataLoader, TensorDataset
+
+DATA = Path(__file__).resolve().parent.parent / "data" / "tinyshakespeare.txt"
+
+
+class CharData:
+    """A text as character ids, split into a training and a validation part (the last
+    ``val_fraction``), each cut into non-overlapping windows of ``seq_len + 1`` characters: the
+    model reads the first ``seq_len`` and predicts the last ``seq_len``."""
+
+    def __init__(self, path: Path = DATA, seq_len: int = 64, val_fraction: float = 0.1):
+        text = Path(path).read_text(encoding="utf-8")
+        self.chars = sorted(set(text))
+        self.stoi = {c: i for i, c in enumerate(self.chars)}
+        ids = engine.from_numpy(np.fromiter((self.stoi[c] for c in text), np.int64, len(text)))
+        n_val = int(len(text) * val_fraction)
+        self.train_ids, self.val_ids = ids[:-n_val], ids[-n_val:]
+        self.seq_len = seq_len
+
+    @property
+    def vocab_size(self) -> int:
+        return len(self.chars)
+
+    def windows(self, ids) -> TensorDataset:
+        n = (len(ids) - 1) // self.seq_len
+        x = ids[:n * self.seq_len].reshape(n, self.seq_len)
+        y = ids[1:n * self.seq_len + 1].reshape(n, self.seq_len)
+        return TensorDataset(x, y)
+
+    def unigram_entropy(self) -> float:
+        """The entropy of the training text's character frequencies, in nats per character."""
+        counts = engine.zeros(self.vocab_size).index_add(0, self.train_ids, engine.ones(len(self.train_ids)))
+        p = counts[counts > 0] / len(self.train_ids)
+        return -(p * p.log()).sum().item()
+
+    def encode(self, text: str):
+        return engine.tensor([self.stoi[c] for c in text])
+
+    def decode(self, ids) -> str:
+        return "".join(self.chars[i] for i in ids.tolist())
+
+
+class CharTransformer(nn.Module):
+    """Token + learned position embeddings, ``num_layers`` pre-norm encoder layers under a causal
+    mask, a final LayerNorm and a linear head over the characters."""
+
+    def __init__(self, vocab_size: int, block_size: int, d_model: int = 128, nhead: int = 4,
+                 num_layers: int = 2, dim_feedforward: int | None = None, dropout: float = 0.1):
+        super().__init__()
+        self.block_size = block_size
+        self.tok = nn.Embedding(vocab_size, d_model)
+        self.pos = nn.Embedding(block_size, d_model)
+        layer = nn.TransformerEncoderLayer(d_model, nhead, dim_feedforward or 4 * d_model, dropout,
+                                           batch_first=True, norm_first=True)
+        self.encoder = nn.TransformerEncoder(layer, num_layers, norm=nn.LayerNorm(d_model),
+                                             enable_nested_tensor=False)
+        self.head = nn.Linear(d_model, vocab_size)
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, x):
+        """x: (N, L) character ids, L <= block_size -> logits (N, L, vocab)."""
+        length = x.shape[1]
+        mask = nn.Transformer.generate_square_subsequent_mask(length)   # -inf above the diagonal
+        h = self.drop(self.tok(x) + self.pos(engine.arange(length)))
+        return self.head(self.encoder(h, mask=mask, is_causal=True))
+
+
+def sample_from(logits, temperature: float = 0.8):
+    """One id per row of ``logits`` (N, V), drawn from softmax(logits / temperature) by inverting the
+    cumulative distribution at a uniform draw."""
+    cdf = (logits / temperature).softmax(-1).cumsum(-1)
+    u = engine.rand(logits.shape[0], 1, dtype=cdf.dtype)
+    return (cdf < u).sum(-1).clamp(max=logits.shape[-1] - 1)
+
+
+def generate(model: CharTransformer, data: CharData, prompt: str = "ROMEO:\n", length: int = 200,
+             temperature: float = 0.8) -> str:
+    model.eval()
+    ids = data.encode(prompt).unsqueeze(0)
+    with engine.no_grad():
+        for _ in range(length):
+            logits = model(ids[:, -model.block_size:])                # the last block_size characters
+            ids = engine.cat([ids, sample_from(logits[:, -1], temperature).unsqueeze(0)], 1)
+    model.train()
+    return data.decode(ids[0])
+
+
+def evaluate(model: nn.Module, loader: DataLoader, loss_fn) -> float:
+    """Mean loss per character over ``loader``."""
+    model.eval()
+    total, count = 0.0, 0
+    with engine.no_grad():
+        for x, y in loader:
+            total += loss_fn(model(x).flatten(0, 1), y.flatten()).item() * y.numel()
+            count += y.numel()
+    model.train()
+    return total / count
+
+
+def main(epochs: int = 10, seq_len: int = 64, batch_size: int = 32, lr: float = 3e-3, d_model: int = 128,
+         nhead: int = 4, num_layers: int = 2, dropout: float = 0.1, weight_decay: float = 0.01,
+         max_steps: int | None = None, clip: float = 1.0, seed: int = 0, path: Path = DATA,
+         sample_length: int = 300, verbose: bool = True) -> dict:
+    """Train for ``epochs`` passes over the training windows (or ``max_steps`` steps, whichever comes
+    first), printing losses as it goes; return the final metrics."""
+    engine.manual_seed(seed)
+    data = CharData(path, seq_len)
+    entropy = data.unigram_entropy()
+    train_loader = DataLoader(data.windows(data.train_ids), batch_size=batch_size, shuffle=True, drop_last=True)
+    val_loader = DataLoader(data.windows(data.val_ids), batch_size=256)
+
+    model = CharTransformer(data.vocab_size, seq_len, d_model, nhead, num_layers, dropout=dropout)
+    loss_fn = nn.CrossEntropyLoss()
+    optimizer = engine.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.99), weight_decay=weight_decay)
+    total_steps = epochs * len(train_loader) if max_steps is None else min(max_steps, epochs * len(train_loader))
+    scheduler = engine.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=total_steps,
+                                                     pct_start=0.1)
+    if verbose:
+        print(f"{len(data.chars)} distinct characters, unigram entropy {entropy:.3f} nats; "
+              f"{len(train_loader.dataset)} training windows of {seq_len}; "
+              f"{sum(p.numel() for p in model.parameters()):,} parameters")
+
+    start, step = time.perf_counter(), 0
+    for epoch in range(1, epochs + 1):
+        running, seen = 0.0, 0
+        for x, y in train_loader:
+            optimizer.zero_grad()
+            loss = loss_fn(model(x).flatten(0, 1), y.flatten())
+            loss.backward()
+            nn.utils.clip_grad_norm_(model.parameters(), clip)
+            optimizer.step()
+            scheduler.step()
+            running, seen, step = running + loss.item(), seen + 1, step + 1
+            if step == total_steps:
+                break
+        val_loss = evaluate(model, val_loader, loss_fn)
+        if verbose:
+            print(f"epoch {epoch:3d}  step {step:5d}  train loss {running / seen:.4f}  val loss {val_loss:.4f} "
+                  f"({val_loss / entropy:.0%} of the unigram entropy)  ({time.perf_counter() - start:.1f}s)")
+        if step == total_steps:
+            break
+    seconds = time.perf_counter() - start
+    if verbose and sample_length:
+        print("---\n" + generate(model, data, length=sample_length) + "\n---")
+    return {"train_loss": running / seen, "val_loss": val_loss, "unigram_entropy": entropy,
+            "val_bits_per_char": val_loss / math.log(2), "steps": step, "seconds": seconds}
+
+
+if __name__ == "__main__":
+    metrics = main()
+    print(f"validation loss {metrics['val_loss']:.3f} nats/char vs unigram entropy "
+          f"{metrics['unigram_entropy']:.3f} in {metrics['seconds']:.1f}s")
