@@ -1,0 +1,104 @@
+"""Every setting the service reads from the environment, in one place.
+
+The API, the workers and the run command all call ``Settings.from_env()``, so a variable means the same
+thing in every process. A bad value fails at start-up with the variable's name, never later in a job.
+
+| Variable                  | Default      | Meaning                                                          |
+|---------------------------|--------------|------------------------------------------------------------------|
+| FITA_DATA_DIR             | ./.fita      | artifacts, the embedded Redis's files, redis.url                 |
+| REDIS_URL                 | (unset)      | an external Redis; unset: the embedded one (see redis_server.py) |
+| FITA_REDIS_PORT           | 0            | the embedded Redis's port; 0 picks a free one                    |
+| FITA_HOST / FITA_PORT     | 127.0.0.1 / 8000 | where the API listens                                        |
+| FITA_WORKERS              | 1            | worker processes the run command starts and supervises           |
+| FITA_CHECKPOINT_KEEP      | 3            | checkpoints kept per job (the newest N; older ones are deleted)  |
+| FITA_MAX_RESTARTS         | 5            | times an interrupted job is re-queued before it fails            |
+| FITA_JOB_TIMEOUT_S        | 86400        | RQ's job_timeout and the server-wide cap on training.max_runtime_s |
+| FITA_METRICS_FLUSH_EVERY  | 50           | metrics records buffered before one batched Redis write          |
+| FITA_METRICS_FLUSH_S      | 1.0          | ... or seconds since the last write, whichever comes first       |
+| FITA_MAX_BODY_BYTES       | 1048576      | largest request body (a job spec)                                |
+| FITA_MAX_UPLOAD_BYTES     | 209715200    | largest dataset upload                                           |
+| FITA_MAX_LAYERS           | 256          | layers or nodes in a model                                       |
+| FITA_MAX_PARAMETERS       | 100000000    | parameters in a model                                            |
+| FITA_MAX_EPOCHS           | 10000        | training.epochs                                                  |
+| FITA_MAX_BATCH_SIZE       | 65536        | data.batch_size                                                  |
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Mapping
+
+
+@dataclass(frozen=True)
+class Settings:
+    data_dir: Path = Path(".fita")
+    redis_url: str | None = None
+    redis_port: int = 0
+    host: str = "127.0.0.1"
+    port: int = 8000
+    workers: int = 1
+    checkpoint_keep: int = 3
+    max_restarts: int = 5
+    job_timeout_s: int = 86400
+    metrics_flush_every: int = 50
+    metrics_flush_s: float = 1.0
+    max_body_bytes: int = 1 << 20
+    max_upload_bytes: int = 200 << 20
+    max_layers: int = 256
+    max_parameters: int = 100_000_000
+    max_epochs: int = 10_000
+    max_batch_size: int = 65_536
+
+    @property
+    def artifacts_dir(self) -> Path:
+        """The LocalStore's root: checkpoints, weights and datasets, by key."""
+        return self.data_dir / "artifacts"
+
+    @property
+    def redis_dir(self) -> Path:
+        """The embedded Redis's working directory (its append-only file and log)."""
+        return self.data_dir / "redis"
+
+    @property
+    def redis_url_file(self) -> Path:
+        """Where the run command writes the embedded Redis's URL for workers started by hand."""
+        return self.data_dir / "redis.url"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
+        """Read the variables above (``env`` defaults to ``os.environ``); unset or empty means default."""
+        env = os.environ if env is None else env
+
+        def get(name: str, kind, default, minimum=None):
+            raw = env.get(name, "").strip()
+            if not raw:
+                return default
+            try:
+                value = kind(raw)
+            except ValueError:
+                raise ValueError(f"{name}={raw!r} is not a valid {kind.__name__}") from None
+            if minimum is not None and value < minimum:
+                raise ValueError(f"{name}={raw!r} must be at least {minimum}")
+            return value
+
+        d = cls()
+        return cls(
+            data_dir=Path(get("FITA_DATA_DIR", str, str(d.data_dir))).expanduser(),
+            redis_url=get("REDIS_URL", str, None),
+            redis_port=get("FITA_REDIS_PORT", int, d.redis_port, 0),
+            host=get("FITA_HOST", str, d.host),
+            port=get("FITA_PORT", int, d.port, 0),
+            workers=get("FITA_WORKERS", int, d.workers, 0),
+            checkpoint_keep=get("FITA_CHECKPOINT_KEEP", int, d.checkpoint_keep, 1),
+            max_restarts=get("FITA_MAX_RESTARTS", int, d.max_restarts, 0),
+            job_timeout_s=get("FITA_JOB_TIMEOUT_S", int, d.job_timeout_s, 1),
+            metrics_flush_every=get("FITA_METRICS_FLUSH_EVERY", int, d.metrics_flush_every, 1),
+            metrics_flush_s=get("FITA_METRICS_FLUSH_S", float, d.metrics_flush_s, 0.0),
+            max_body_bytes=get("FITA_MAX_BODY_BYTES", int, d.max_body_bytes, 1),
+            max_upload_bytes=get("FITA_MAX_UPLOAD_BYTES", int, d.max_upload_bytes, 1),
+            max_layers=get("FITA_MAX_LAYERS", int, d.max_layers, 1),
+            max_parameters=get("FITA_MAX_PARAMETERS", int, d.max_parameters, 1),
+            max_epochs=get("FITA_MAX_EPOCHS", int, d.max_epochs, 1),
+            max_batch_size=get("FITA_MAX_BATCH_SIZE", int, d.max_batch_size, 1),
+        )
