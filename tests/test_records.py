@@ -335,3 +335,24 @@ def test_needs_decoded_responses(redis_url):  # noqa: F811
     with pytest.raises(ValueError, match="decode_responses"):
         Records(redis.Redis.from_url(redis_url))
     assert new_job_id() != new_job_id()
+
+
+def test_records_survive_a_redis_restart(tmp_path):
+    """Jobs, leases and metrics persist (append-only file); the same client reconnects and its Lua
+    scripts are loaded again transparently."""
+    from workers.redis_server import RedisServer
+    server = RedisServer(tmp_path).start()
+    try:
+        rec = Records(connect(server.url))
+        job_id = _job(rec)
+        a = rec.acquire_attempt(job_id)
+        rec.append_metrics(job_id, a, [{"kind": "train", "step": 1, "epoch": 0, "loss": 1.0, "lr": 0.1}])
+        port = server.port
+        server.stop()
+        server = RedisServer(tmp_path, port=port).start()
+        assert rec.check_lease(job_id, a) is Lease.OK
+        rec.append_metrics(job_id, a, [{"kind": "train", "step": 2, "epoch": 0, "loss": 0.5, "lr": 0.1}])
+        assert rec.read_metrics(job_id)["train"]["step"] == [1, 2]
+        assert rec.get_job(job_id)["status"] == "running"
+    finally:
+        server.stop()
