@@ -38,6 +38,7 @@ per training step. These are estimates:
 from __future__ import annotations
 
 import math
+import re
 import warnings
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable
@@ -202,10 +203,14 @@ def _to_python(value):
 
 
 def _arg_in_message(message: str, kwargs: dict) -> str | None:
+    """The argument an engine error is about: one whose name the message mentions, else the only one
+    whose value it quotes."""
     for name in sorted(kwargs, key=len, reverse=True):
-        if name in message:
+        if re.search(rf"\b{re.escape(name)}\b", message):
             return name
-    return None
+    quoted = [k for k, v in kwargs.items() if isinstance(v, (int, float, str)) and not isinstance(v, bool)
+              and re.search(rf"(?<![\w.]){re.escape(str(v))}(?![\w.])", message)]
+    return quoted[0] if len(quoted) == 1 else None
 
 
 def _construct(cls: type, kwargs: dict, param: str, what: str, extra: list | None = None):

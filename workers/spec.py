@@ -754,7 +754,7 @@ def _check_vocabulary(spec: JobSpec, limits: SpecLimits) -> None:
     model = spec.model
     if model.layers is not None:
         for i, layer in enumerate(model.layers):
-            raw = {"type": layer.type, **layer.args}
+            raw = {"type": layer.type, **(layer.model_extra or {})}
             if layer.causal is not None:
                 raw["causal"] = layer.causal
             _replace_args(layer, check_layer(raw, f"model.layers[{i}]", limits))
@@ -792,7 +792,7 @@ def _check_graph(model: ModelSpec, limits: SpecLimits) -> None:
         if not _NODE_NAME.match(name) or hasattr(nn.Module, name):
             raise SpecError("invalid_graph", f"{p}: node names are letters, digits and underscores, start with a "
                             "letter and are not a Module attribute (they become state_dict key prefixes)", p)
-        raw = {"type": node.type, **node.args}
+        raw = {"type": node.type, **(node.model_extra or {})}
         if node.causal is not None:
             raw["causal"] = node.causal
         _replace_args(node, check_layer(raw, p, limits, graph=True))
