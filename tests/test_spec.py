@@ -433,3 +433,15 @@ def test_registry_dump_is_json():
     enc = next(e for e in dump["layers"] if e["name"] == "TransformerEncoderLayer")
     assert next(a for a in enc["args"] if a["name"] == "activation")["default"] == "relu"
     assert "LBFGS" not in text.split('"optimizers"')[1]
+
+
+def test_deep_nesting_refused():
+    deep_json = '{"a":' * 5000 + "1" + "}" * 5000
+    with pytest.raises(SpecError) as e:
+        parse_spec(deep_json)
+    assert e.value.code == "invalid_syntax"
+    with pytest.raises(SpecError) as e:
+        parse_spec("a: " + "[" * 5000 + "]" * 5000, "application/yaml")
+    assert e.value.code == "invalid_syntax"
+    nested = with_(BASE, "model.layers", [{"type": "AdaptiveAvgPool2d", "output_size": [[[[[[1]]]]]]}])
+    assert err(nested).param.startswith("model.layers[0].output_size")

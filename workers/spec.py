@@ -311,8 +311,9 @@ def _alternatives(annotation: str | None) -> set[str] | None:
     return None
 
 
-def _check_plain(value, param: str, limits: SpecLimits):
-    """JSON-ish values only (no NaN/inf), integers bounded; lists stay lists in the spec."""
+def _check_plain(value, param: str, limits: SpecLimits, depth: int = 0):
+    """JSON-ish values only (no NaN/inf), integers bounded, lists nested at most 4 deep; lists stay
+    lists in the spec."""
     if isinstance(value, bool) or value is None or isinstance(value, str):
         return value
     if isinstance(value, int):
@@ -325,7 +326,9 @@ def _check_plain(value, param: str, limits: SpecLimits):
             raise SpecError("invalid_value", f"{param}: {value} is not a finite number", param)
         return value
     if isinstance(value, (list, tuple)):
-        return [_check_plain(v, f"{param}[{i}]", limits) for i, v in enumerate(value)]
+        if depth >= 4:
+            raise SpecError("invalid_value", f"{param}: lists nested too deeply", param)
+        return [_check_plain(v, f"{param}[{i}]", limits, depth + 1) for i, v in enumerate(value)]
     raise SpecError("invalid_value", f"{param}: expected a number, string, boolean or list, got a "
                     f"{type(value).__name__}", param)
 
