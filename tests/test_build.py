@@ -459,3 +459,35 @@ def test_dry_build_drop_last_with_too_few_samples():
     with pytest.raises(SpecError) as e:
         dry_build(spec)
     assert e.value.param == "data.batch_size"
+
+
+def test_the_pieces_train_a_model():
+    """spec -> dataset -> model, loss, optimizer, scheduler -> a few epochs: iris is learned."""
+    from engine.utils.data import DataLoader
+    from workers.build import steps_per_epoch
+    from workers.datasets import load_dataset
+    spec = validate_spec({"model": {"layers": [{"type": "Linear", "in_features": 4, "out_features": 16},
+                                               {"type": "Tanh"}, {"type": "Linear", "in_features": 16,
+                                                                  "out_features": 3}]},
+                          "data": {"dataset": "iris", "batch_size": 16}, "loss": {"type": "CrossEntropyLoss"},
+                          "optimizer": {"type": "Adam", "lr": 0.05},
+                          "scheduler": {"type": "StepLR", "step_size": 10, "gamma": 0.5},
+                          "training": {"epochs": 30, "seed": 1}})
+    data = load_dataset(spec.data, seed=spec.training.seed)
+    engine.manual_seed(spec.training.seed)
+    model, loss_fn = build_model(spec), build_loss(spec)
+    opt = build_optimizer(spec, model)
+    n = steps_per_epoch(data.info.n_train, spec.data.batch_size, spec.data.drop_last)
+    sched = build_scheduler(spec, opt, n)
+    loader = DataLoader(data.train, batch_size=spec.data.batch_size, shuffle=True,
+                        generator=engine.Generator().manual_seed(spec.training.seed))
+    for _ in range(spec.training.epochs):
+        for x, y in loader:
+            opt.zero_grad()
+            compute_loss(loss_fn, model(x), y).backward()
+            opt.step()
+        sched.step()
+    x, y = data.val.tensors
+    with engine.no_grad():
+        correct, total = count_correct(model(x), y, loss_fn)
+    assert total == 30 and correct >= 27
