@@ -2,7 +2,10 @@
 predict the next one. Trained with the engine as one would with PyTorch: windows of the text in a
 TensorDataset, Embedding -> LSTM -> Linear, CrossEntropyLoss, Adam and gradient clipping.
 
-    python examples/char_lstm.py
+    python examples/char_lstm.py     # ~1.67 nats/char (half the unigram entropy) in ~40 s on one core
+
+Models this small run fastest with one BLAS thread; on a busy machine a multithreaded BLAS can be
+several times slower, so try OPENBLAS_NUM_THREADS=1 (or OMP_NUM_THREADS=1) if a run crawls.
 
 The figure to watch is the validation loss (nats per character) against the unigram entropy of the
 characters: the loss of the best model that ignores context. Falling well below it means the model
@@ -78,7 +81,7 @@ def sample_from(logits, temperature: float = 0.8):
     """One id per row of ``logits`` (N, V), drawn from softmax(logits / temperature) by inverting the
     cumulative distribution at a uniform draw."""
     cdf = (logits / temperature).softmax(-1).cumsum(-1)
-    u = engine.rand(logits.shape[0], 1, dtype=cdf.dtype)
+    u = engine.rand(logits.shape[0], 1, dtype=cdf.dtype, device=cdf.device)
     return (cdf < u).sum(-1).clamp(max=logits.shape[-1] - 1)
 
 
@@ -86,7 +89,8 @@ def generate(model: CharLSTM, data: CharData, prompt: str = "ROMEO:\n", length: 
              temperature: float = 0.8) -> str:
     model.eval()
     with engine.no_grad():
-        logits, state = model(data.encode(prompt).unsqueeze(0))
+        device = next(model.parameters()).device
+        logits, state = model(data.encode(prompt).unsqueeze(0).to(device))
         out = []
         for _ in range(length):
             nxt = sample_from(logits[:, -1], temperature)          # (1,)
@@ -96,12 +100,13 @@ def generate(model: CharLSTM, data: CharData, prompt: str = "ROMEO:\n", length: 
     return prompt + data.decode(engine.cat(out))
 
 
-def evaluate(model: nn.Module, loader: DataLoader, loss_fn) -> float:
+def evaluate(model: nn.Module, loader: DataLoader, loss_fn, device="cpu") -> float:
     """Mean loss per character over ``loader``."""
     model.eval()
     total, count = 0.0, 0
     with engine.no_grad():
         for x, y in loader:
+            x, y = x.to(device), y.to(device)
             logits, _ = model(x)
             total += loss_fn(logits.flatten(0, 1), y.flatten()).item() * y.numel()
             count += y.numel()
@@ -109,18 +114,18 @@ def evaluate(model: nn.Module, loader: DataLoader, loss_fn) -> float:
     return total / count
 
 
-def main(epochs: int = 10, seq_len: int = 64, batch_size: int = 32, lr: float = 3e-3, embed_dim: int = 64,
+def main(epochs: int = 5, seq_len: int = 64, batch_size: int = 32, lr: float = 1e-2, embed_dim: int = 64,
          hidden_size: int = 256, max_steps: int | None = None, clip: float = 1.0, seed: int = 0,
-         path: Path = DATA, sample_length: int = 300, verbose: bool = True) -> dict:
+         path: Path = DATA, sample_length: int = 300, device: str = "cpu", verbose: bool = True) -> dict:
     """Train for ``epochs`` passes over the training windows (or ``max_steps`` steps, whichever comes
-    first), printing losses as it goes; return the final metrics."""
+    first), printing losses as it goes; return the final metrics. ``device="cuda"`` trains on a GPU."""
     engine.manual_seed(seed)
     data = CharData(path, seq_len)
     entropy = data.unigram_entropy()
     train_loader = DataLoader(data.windows(data.train_ids), batch_size=batch_size, shuffle=True, drop_last=True)
     val_loader = DataLoader(data.windows(data.val_ids), batch_size=256)
 
-    model = CharLSTM(data.vocab_size, embed_dim, hidden_size)
+    model = CharLSTM(data.vocab_size, embed_dim, hidden_size).to(device)
     loss_fn = nn.CrossEntropyLoss()
     optimizer = engine.optim.Adam(model.parameters(), lr=lr)
     total_steps = epochs * len(train_loader) if max_steps is None else min(max_steps, epochs * len(train_loader))
@@ -134,6 +139,7 @@ def main(epochs: int = 10, seq_len: int = 64, batch_size: int = 32, lr: float = 
     for epoch in range(1, epochs + 1):
         running, seen = 0.0, 0
         for x, y in train_loader:
+            x, y = x.to(device), y.to(device)
             optimizer.zero_grad()
             logits, _ = model(x)
             loss = loss_fn(logits.flatten(0, 1), y.flatten())
@@ -144,7 +150,7 @@ def main(epochs: int = 10, seq_len: int = 64, batch_size: int = 32, lr: float = 
             running, seen, step = running + loss.item(), seen + 1, step + 1
             if step == total_steps:
                 break
-        val_loss = evaluate(model, val_loader, loss_fn)
+        val_loss = evaluate(model, val_loader, loss_fn, device)
         if verbose:
             print(f"epoch {epoch:3d}  step {step:5d}  train loss {running / seen:.4f}  val loss {val_loss:.4f} "
                   f"({val_loss / entropy:.0%} of the unigram entropy)  ({time.perf_counter() - start:.1f}s)")

@@ -4,7 +4,10 @@ nn.TransformerEncoder whose self-attention is masked with
 nn.Transformer.generate_square_subsequent_mask so that each position sees only the characters
 before it; CrossEntropyLoss, AdamW, a one-cycle learning-rate schedule and gradient clipping.
 
-    python examples/char_transformer.py
+    python examples/char_transformer.py     # ~1.83 nats/char (55% of the unigram entropy), ~40 s
+
+Models this small run fastest with one BLAS thread; on a busy machine a multithreaded BLAS can be
+several times slower, so try OPENBLAS_NUM_THREADS=1 (or OMP_NUM_THREADS=1) if a run crawls.
 
 The figure to watch is the validation loss (nats per character) against the unigram entropy of the
 characters: the loss of the best model that ignores context. ``main()`` returns the final metrics,
@@ -66,8 +69,8 @@ class CharTransformer(nn.Module):
     """Token + learned position embeddings, ``num_layers`` pre-norm encoder layers under a causal
     mask, a final LayerNorm and a linear head over the characters."""
 
-    def __init__(self, vocab_size: int, block_size: int, d_model: int = 128, nhead: int = 4,
-                 num_layers: int = 2, dim_feedforward: int | None = None, dropout: float = 0.1):
+    def __init__(self, vocab_size: int, block_size: int, d_model: int = 64, nhead: int = 4,
+                 num_layers: int = 2, dim_feedforward: int | None = None, dropout: float = 0.0):
         super().__init__()
         self.block_size = block_size
         self.tok = nn.Embedding(vocab_size, d_model)
@@ -82,8 +85,8 @@ class CharTransformer(nn.Module):
     def forward(self, x):
         """x: (N, L) character ids, L <= block_size -> logits (N, L, vocab)."""
         length = x.shape[1]
-        mask = nn.Transformer.generate_square_subsequent_mask(length)   # -inf above the diagonal
-        h = self.drop(self.tok(x) + self.pos(engine.arange(length)))
+        mask = nn.Transformer.generate_square_subsequent_mask(length, device=x.device)  # -inf above the diagonal
+        h = self.drop(self.tok(x) + self.pos(engine.arange(length, device=x.device)))
         return self.head(self.encoder(h, mask=mask, is_causal=True))
 
 
@@ -91,14 +94,14 @@ def sample_from(logits, temperature: float = 0.8):
     """One id per row of ``logits`` (N, V), drawn from softmax(logits / temperature) by inverting the
     cumulative distribution at a uniform draw."""
     cdf = (logits / temperature).softmax(-1).cumsum(-1)
-    u = engine.rand(logits.shape[0], 1, dtype=cdf.dtype)
+    u = engine.rand(logits.shape[0], 1, dtype=cdf.dtype, device=cdf.device)
     return (cdf < u).sum(-1).clamp(max=logits.shape[-1] - 1)
 
 
 def generate(model: CharTransformer, data: CharData, prompt: str = "ROMEO:\n", length: int = 200,
              temperature: float = 0.8) -> str:
     model.eval()
-    ids = data.encode(prompt).unsqueeze(0)
+    ids = data.encode(prompt).unsqueeze(0).to(next(model.parameters()).device)
     with engine.no_grad():
         for _ in range(length):
             logits = model(ids[:, -model.block_size:])                # the last block_size characters
@@ -107,31 +110,32 @@ def generate(model: CharTransformer, data: CharData, prompt: str = "ROMEO:\n", l
     return data.decode(ids[0])
 
 
-def evaluate(model: nn.Module, loader: DataLoader, loss_fn) -> float:
+def evaluate(model: nn.Module, loader: DataLoader, loss_fn, device="cpu") -> float:
     """Mean loss per character over ``loader``."""
     model.eval()
     total, count = 0.0, 0
     with engine.no_grad():
         for x, y in loader:
+            x, y = x.to(device), y.to(device)
             total += loss_fn(model(x).flatten(0, 1), y.flatten()).item() * y.numel()
             count += y.numel()
     model.train()
     return total / count
 
 
-def main(epochs: int = 10, seq_len: int = 64, batch_size: int = 32, lr: float = 3e-3, d_model: int = 128,
-         nhead: int = 4, num_layers: int = 2, dropout: float = 0.1, weight_decay: float = 0.01,
+def main(epochs: int = 8, seq_len: int = 64, batch_size: int = 32, lr: float = 2e-2, d_model: int = 64,
+         nhead: int = 4, num_layers: int = 2, dropout: float = 0.0, weight_decay: float = 0.01,
          max_steps: int | None = None, clip: float = 1.0, seed: int = 0, path: Path = DATA,
-         sample_length: int = 300, verbose: bool = True) -> dict:
+         sample_length: int = 300, device: str = "cpu", verbose: bool = True) -> dict:
     """Train for ``epochs`` passes over the training windows (or ``max_steps`` steps, whichever comes
-    first), printing losses as it goes; return the final metrics."""
+    first), printing losses as it goes; return the final metrics. ``device="cuda"`` trains on a GPU."""
     engine.manual_seed(seed)
     data = CharData(path, seq_len)
     entropy = data.unigram_entropy()
     train_loader = DataLoader(data.windows(data.train_ids), batch_size=batch_size, shuffle=True, drop_last=True)
     val_loader = DataLoader(data.windows(data.val_ids), batch_size=256)
 
-    model = CharTransformer(data.vocab_size, seq_len, d_model, nhead, num_layers, dropout=dropout)
+    model = CharTransformer(data.vocab_size, seq_len, d_model, nhead, num_layers, dropout=dropout).to(device)
     loss_fn = nn.CrossEntropyLoss()
     optimizer = engine.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.99), weight_decay=weight_decay)
     total_steps = epochs * len(train_loader) if max_steps is None else min(max_steps, epochs * len(train_loader))
@@ -146,6 +150,7 @@ def main(epochs: int = 10, seq_len: int = 64, batch_size: int = 32, lr: float = 
     for epoch in range(1, epochs + 1):
         running, seen = 0.0, 0
         for x, y in train_loader:
+            x, y = x.to(device), y.to(device)
             optimizer.zero_grad()
             loss = loss_fn(model(x).flatten(0, 1), y.flatten())
             loss.backward()
@@ -155,7 +160,7 @@ def main(epochs: int = 10, seq_len: int = 64, batch_size: int = 32, lr: float = 
             running, seen, step = running + loss.item(), seen + 1, step + 1
             if step == total_steps:
                 break
-        val_loss = evaluate(model, val_loader, loss_fn)
+        val_loss = evaluate(model, val_loader, loss_fn, device)
         if verbose:
             print(f"epoch {epoch:3d}  step {step:5d}  train loss {running / seen:.4f}  val loss {val_loss:.4f} "
                   f"({val_loss / entropy:.0%} of the unigram entropy)  ({time.perf_counter() - start:.1f}s)")

@@ -2,7 +2,7 @@
 classes), trained with the engine as one would with PyTorch: TensorDataset + DataLoader, an
 nn.Sequential, CrossEntropyLoss and Adam.
 
-    python examples/digits_mlp.py            # ~97-99% validation accuracy in a few seconds
+    python examples/digits_mlp.py            # ~99% validation accuracy in a few seconds
 
 ``main()`` returns the final metrics, so tests can call it with a small budget.
 """
@@ -40,12 +40,13 @@ def make_model(hidden: int = 256) -> nn.Module:
     )
 
 
-def evaluate(model: nn.Module, loader: DataLoader, loss_fn) -> tuple[float, float]:
+def evaluate(model: nn.Module, loader: DataLoader, loss_fn, device="cpu") -> tuple[float, float]:
     """Mean loss and accuracy over ``loader``."""
     model.eval()
     total_loss, correct, count = 0.0, 0, 0
     with engine.no_grad():
         for x, y in loader:
+            x, y = x.to(device), y.to(device)
             logits = model(x)
             total_loss += loss_fn(logits, y).item() * len(y)
             correct += (logits.argmax(1) == y).sum().item()
@@ -55,15 +56,16 @@ def evaluate(model: nn.Module, loader: DataLoader, loss_fn) -> tuple[float, floa
 
 
 def main(epochs: int = 20, batch_size: int = 64, lr: float = 3e-3, weight_decay: float = 1e-4,
-         hidden: int = 256, seed: int = 0, split_seed: int = 0, verbose: bool = True) -> dict:
+         hidden: int = 256, seed: int = 0, split_seed: int = 0, device: str = "cpu", verbose: bool = True) -> dict:
     """Train, printing the loss and accuracy per epoch; return the final metrics. ``seed`` fixes the
-    initial weights and the batch order, ``split_seed`` which digits are held out for validation."""
+    initial weights and the batch order, ``split_seed`` which digits are held out for validation;
+    ``device="cuda"`` trains on a GPU."""
     engine.manual_seed(seed)
     train_set, val_set = digits_datasets(split_seed)
     train_loader = DataLoader(train_set, batch_size=batch_size, shuffle=True)
     val_loader = DataLoader(val_set, batch_size=512)
 
-    model = make_model(hidden)
+    model = make_model(hidden).to(device)
     loss_fn = nn.CrossEntropyLoss()
     optimizer = engine.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
     scheduler = engine.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs)
@@ -72,6 +74,7 @@ def main(epochs: int = 20, batch_size: int = 64, lr: float = 3e-3, weight_decay:
     for epoch in range(1, epochs + 1):
         running, seen = 0.0, 0
         for x, y in train_loader:
+            x, y = x.to(device), y.to(device)
             optimizer.zero_grad()
             loss = loss_fn(model(x), y)
             loss.backward()
@@ -79,7 +82,7 @@ def main(epochs: int = 20, batch_size: int = 64, lr: float = 3e-3, weight_decay:
             running += loss.item() * len(y)
             seen += len(y)
         scheduler.step()
-        val_loss, val_acc = evaluate(model, val_loader, loss_fn)
+        val_loss, val_acc = evaluate(model, val_loader, loss_fn, device)
         if verbose:
             print(f"epoch {epoch:3d}  train loss {running / seen:.4f}  val loss {val_loss:.4f}  "
                   f"val acc {val_acc:.2%}  ({time.perf_counter() - start:.1f}s)")
