@@ -20,8 +20,10 @@ venv: $(STAMP)
 run: $(STAMP)
 	$(PY) examples/seed_rnn.py
 
+# Two test processes on two cores: each keeps BLAS (numpy's and torch's) to one thread, since
+# oversubscribed BLAS threads make small matrix products 20-100x slower here.
 test: $(STAMP)
-	$(PY) -m pytest -q -n 2 $(PYTEST_ARGS)
+	OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(PY) -m pytest -q -n 2 $(PYTEST_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info
