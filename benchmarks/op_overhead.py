@@ -1,7 +1,7 @@
 """Per-op overhead on small tensors: forward + backward of one op on 32x128 float32 inputs, the
 engine beside PyTorch eager, in one process. Target (issue 2): engine <= 2x PyTorch per op.
 
-    .venv/bin/python benchmarks/op_overhead.py [--repeat N]
+    OPENBLAS_NUM_THREADS=1 .venv/bin/python benchmarks/op_overhead.py [--repeat N]
 """
 import argparse
 import platform
@@ -52,7 +52,8 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--repeat", type=int, default=30)
     args = parser.parse_args()
-    torch.set_num_threads(2)
+    # overhead, not parallelism: one thread each (torch's thread pool spins badly on a shared 2-core box)
+    torch.set_num_threads(1)
     rng = np.random.default_rng(0)
     x, y = (rng.standard_normal((32, 128)).astype(np.float32) for _ in range(2))
     ea, eb = engine.tensor(x, requires_grad=True), engine.tensor(y, requires_grad=True)

@@ -280,7 +280,8 @@ def test_gradgradcheck_on_composite(rng):
     lambda a, b: (a * b).tanh().sigmoid().relu(),
     lambda a, b: (a @ b.reshape(4, 1)).mean() + a.sum(1).mean() + (a.T @ a).sum() + (a @ a.T).sum(),
     lambda a, b: (a - b[:2].sum()).sum(0) * b,
-], ids=["div", "div-broadcast", "activations", "matmul-reductions", "sum_to"])
+    lambda a, b: engine.softmax(a * b, 1) * engine.log_softmax(a, 0),
+], ids=["div", "div-broadcast", "activations", "matmul-reductions", "sum_to", "softmax"])
 def test_fused_backward_nodes_are_differentiable_twice(rng, fn):
     """Backward formulas that are single nodes (TanhGrad, DivGradDenominator, SumTo, SpreadBack,
     transposed Matmul) have backwards of their own: checked by second-order finite differences."""

@@ -336,20 +336,45 @@ def cumsum(input, dim, *, dtype=None):
 
 # ---- softmax family ---------------------------------------------------------------------------------
 
+def _row_max(xp, x, dim):
+    """The max along ``dim``, with non-finite maxima (rows of -inf) replaced by 0 so that the shifted
+    row stays -inf where it was and exp gives exactly 0 there."""
+    m = xp.amax(x, axis=dim, keepdims=True)
+    return m if xp.isfinite(m).all() else xp.where(xp.isfinite(m), m, 0)
+
+
 class Softmax(Op):
     save_output = True
 
     def forward(self, x):
         xp = self.xp
-        m = xp.amax(x, axis=self.dim, keepdims=True)
-        m = xp.where(xp.isfinite(m), m, 0)  # rows of -inf stay finite; -inf entries give exactly 0
         with ieee(xp):  # a row of only -inf is nan, quietly (as in PyTorch)
-            e = xp.exp(x - m)
-            return e / xp.sum(e, axis=self.dim, keepdims=True)
+            e = xp.subtract(x, _row_max(xp, x, self.dim))
+            xp.exp(e, out=e)
+            e /= xp.sum(e, axis=self.dim, keepdims=True)
+            return e
 
     def backward(self, g):
-        y = self.output
-        return y * (g - sum(g * y, self.dim, keepdim=True))
+        return SoftmaxGrad.apply(g, self.output, dim=self.dim)
+
+
+class SoftmaxGrad(Op):
+    """Softmax's backward in one node: y * (g - sum(g * y)); differentiable itself."""
+    save_inputs = True
+
+    def forward(self, g, y):
+        out = g * y
+        out -= y * self.xp.sum(out, axis=self.dim, keepdims=True)
+        return out
+
+    def backward(self, gg):
+        g, y = self.inputs
+        d = self.dim
+        grad_g = SoftmaxGrad.apply(gg, y, dim=d) if self.needs_grad(0) else None
+        grad_y = None
+        if self.needs_grad(1):
+            grad_y = gg * (g - sum(g * y, d, keepdim=True)) - sum(gg * y, d, keepdim=True) * g
+        return grad_g, grad_y
 
 
 class LogSoftmax(Op):
@@ -357,14 +382,33 @@ class LogSoftmax(Op):
 
     def forward(self, x):
         xp = self.xp
-        m = xp.amax(x, axis=self.dim, keepdims=True)
-        m = xp.where(xp.isfinite(m), m, 0)
-        shifted = x - m
+        shifted = xp.subtract(x, _row_max(xp, x, self.dim))
         with ieee(xp):
-            return shifted - xp.log(xp.sum(xp.exp(shifted), axis=self.dim, keepdims=True))
+            total = xp.sum(xp.exp(shifted), axis=self.dim, keepdims=True)
+            shifted -= xp.log(total)
+            return shifted
 
     def backward(self, g):
-        return g - exp(self.output) * sum(g, self.dim, keepdim=True)
+        return LogSoftmaxGrad.apply(g, self.output, dim=self.dim)
+
+
+class LogSoftmaxGrad(Op):
+    """LogSoftmax's backward in one node: g - exp(out) * sum(g); differentiable itself."""
+    save_inputs = True
+
+    def forward(self, g, out):
+        with ieee(self.xp):
+            r = self.xp.exp(out)
+            r *= self.xp.sum(g, axis=self.dim, keepdims=True)
+            return g - r
+
+    def backward(self, gg):
+        g, out = self.inputs
+        d = self.dim
+        e = exp(out)
+        grad_g = gg - sum(gg * e, d, keepdim=True) if self.needs_grad(0) else None
+        grad_out = -gg * e * sum(g, d, keepdim=True) if self.needs_grad(1) else None
+        return grad_g, grad_out
 
 
 def _softmax_like(op):
