@@ -308,10 +308,9 @@ def div(input, other, *, rounding_mode=None):
                         a, b)
     if rounding_mode is not None:
         raise ValueError(f"div: rounding_mode must be None, 'trunc' or 'floor', got {rounding_mode!r}")
-    dt = dtypes.result_type(input, other)
-    if not dt.is_floating_point:
-        dt = dtypes.get_default_dtype()
-    a, b = operands(input, other, dtype=dt)
+    a, b = operands(input, other)
+    if (a if isinstance(a, Tensor) else b)._data.dtype.kind != "f":  # true division of integers
+        a, b = operands(input, other, dtype=dtypes.get_default_dtype())
     _check_broadcast("div", a, b)
     return DivNumber.apply(a, number=b) if not isinstance(b, Tensor) else Div.apply(a, b)
 
