@@ -77,6 +77,15 @@ def _already_uniform(xs) -> bool:
     return True
 
 
+def keep_where(xp, g, keep):
+    """``g`` where ``keep``, exact 0 elsewhere (even where g is inf or nan), as ``where(keep, g, 0)``
+    but several times faster: numpy's where is slow on irregular masks, a multiply is not."""
+    out = g * keep
+    if not xp.isfinite(out).all():
+        out[~keep] = 0
+    return out
+
+
 class ieee:
     """``with ieee(xp):`` inf and nan results (log(0), 1/0, 0*inf, exp(1000), a cast that overflows)
     are answers, not warnings, as in PyTorch. A no-op for cupy, which does not warn."""

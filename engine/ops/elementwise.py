@@ -8,7 +8,7 @@ import operator
 from .. import dtypes
 from ..autograd.graph import Op
 from ..tensor import Tensor
-from ._util import bind, float_operand, ieee, is_scalar, operands, sum_to
+from ._util import bind, float_operand, ieee, is_scalar, keep_where, operands, sum_to
 
 
 def _shape(x):
@@ -53,7 +53,7 @@ class Sub(_Binary):
         return a - b
 
     def backward(self, g):
-        return self.grads(g, -g if self.needs_grad(1) else None)
+        return self.grads(g, Neg.apply(g) if self.needs_grad(1) else None)
 
 
 class Mul(_Binary):
@@ -66,8 +66,10 @@ class Mul(_Binary):
         return a * b
 
     def backward(self, g):
+        # straight to the op: the operands already share a dtype and device, and broadcast
         a, b = self.inputs
-        return self.grads(g * b if self.needs_grad(0) else None, g * a if self.needs_grad(1) else None)
+        return self.grads(Mul.apply(g, b) if self.needs_grad(0) else None,
+                          Mul.apply(g, a) if self.needs_grad(1) else None)
 
 
 class _ByNumber(Op):
@@ -107,7 +109,7 @@ class Div(_Binary):
 
     def backward(self, g):
         a, b = self.inputs
-        ga = g / b if self.needs_grad(0) else None
+        ga = Div.apply(g, b) if self.needs_grad(0) else None
         gb = DivGradDenominator.apply(g, a, b) if self.needs_grad(1) else None
         return self.grads(ga, gb)
 
@@ -559,7 +561,7 @@ class ReluGrad(Op):
         return i == 1
 
     def forward(self, g, y):
-        return self.xp.where(y <= 0, g.dtype.type(0), g)
+        return keep_where(self.xp, g, ~(y <= 0))  # not y > 0: nan passes the gradient
 
     def backward(self, gg):
         return ReluGrad.apply(gg, self.inputs[1]) if self.needs_grad(0) else None, None
