@@ -80,7 +80,8 @@ def _already_uniform(xs) -> bool:
 def keep_where(xp, g, keep):
     """``g`` where ``keep``, exact 0 elsewhere (even where g is inf or nan), as ``where(keep, g, 0)``
     but several times faster: numpy's where is slow on irregular masks, a multiply is not."""
-    out = g * keep
+    with ieee(xp):  # inf * False is nan, fixed below
+        out = g * keep
     if not xp.isfinite(out).all():
         out[~keep] = 0
     return out
