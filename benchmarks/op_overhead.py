@@ -4,6 +4,7 @@ engine beside PyTorch eager, in one process. Target (issue 2): engine <= 2x PyTo
     OPENBLAS_NUM_THREADS=1 .venv/bin/python benchmarks/op_overhead.py [--repeat N]
 """
 import argparse
+import os
 import platform
 import statistics
 import time
@@ -33,19 +34,26 @@ OPS = {
 }
 
 
-def time_op(lib, fn, a, b, repeat: int) -> float:
-    """Median seconds of one forward + backward (after a warm-up)."""
-    samples = []
+def _block(lib, fn, a, b, n: int = 50) -> float:
+    """Seconds per forward + backward, averaged over n calls."""
+    t0 = time.perf_counter()
+    for _ in range(n):
+        out = fn(lib, a, b)
+        out.backward(lib.ones_like(out))
+    a.grad = b.grad = None
+    return (time.perf_counter() - t0) / n
+
+
+def time_pair(fn, engine_args, torch_args, repeat: int) -> tuple:
+    """Median seconds per call for the engine and for PyTorch, their blocks interleaved so that the
+    shared machine's changing load hits both alike (after 20 warm-up blocks each)."""
+    samples = {"engine": [], "torch": []}
     for i in range(repeat + 20):
-        t0 = time.perf_counter()
-        for _ in range(50):
-            out = fn(lib, a, b)
-            out.backward(lib.ones_like(out))
-        dt = (time.perf_counter() - t0) / 50
-        if i >= 20:
-            samples.append(dt)
-        a.grad = b.grad = None
-    return statistics.median(samples)
+        for name, lib, args in (("engine", engine, engine_args), ("torch", torch, torch_args)):
+            dt = _block(lib, fn, *args)
+            if i >= 20:
+                samples[name].append(dt)
+    return statistics.median(samples["engine"]), statistics.median(samples["torch"])
 
 
 def main():
@@ -63,11 +71,11 @@ def main():
     print(f"{'op':<20}{'engine us':>11}{'torch us':>11}{'ratio':>8}")
     ratios = []
     for name, fn in OPS.items():
-        e = time_op(engine, fn, ea, eb, args.repeat)
-        t = time_op(torch, fn, ta, tb, args.repeat)
+        e, t = time_pair(fn, (ea, eb), (ta, tb), args.repeat)
         ratios.append(e / t)
         print(f"{name:<20}{e * 1e6:>11.1f}{t * 1e6:>11.1f}{e / t:>8.2f}")
     print(f"{'geometric mean':<42}{float(np.exp(np.mean(np.log(ratios)))):>8.2f}")
+    print(f"# load average: {' '.join(f'{x:.2f}' for x in os.getloadavg())} (2 cores: above ~1.5 the figures are noisy)")
 
 
 if __name__ == "__main__":
