@@ -222,8 +222,11 @@ def _scatter_windows(xp, piece, geo: Geometry, shape, out, dtype):
     """Sum each kernel offset's (N, C, Ho, Wo) contribution into the windows of an (N, C, *shape) input.
     ``piece(k, out=None)`` computes offset k's contribution like a ufunc (into ``out`` when given).
     Without overlap each position belongs to one window, so pieces are written straight into place."""
-    buf = xp.zeros(tuple(shape[:2]) + geo.padded(shape[2:]), dtype=dtype)
     overlap = geo.overlapping
+    tiled = (not overlap and geo.kernel == geo.stride and geo.dilation == (1, 1)
+             and geo.padded(shape[2:]) == tuple(o * s for o, s in zip(out, geo.stride)))
+    # windows that tile the padded input write every position: no zero fill needed
+    buf = (xp.empty if tiled else xp.zeros)(tuple(shape[:2]) + geo.padded(shape[2:]), dtype=dtype)
     for k, (rows, cs) in geo.offsets(out):
         if overlap:
             buf[:, :, rows, cs] += piece(k)
@@ -246,12 +249,22 @@ def _gather_windows(xp, x, geo: Geometry, out, fill=0):
 def max_windows(xp, x, geo: Geometry, out):
     """The max of each window and the kernel offset it sits at: the first maximum, as in PyTorch. (In a
     window holding a NaN the max is NaN, as in PyTorch, and the offset is the window's first; PyTorch's is
-    its last NaN.)"""
-    cols = _gather_windows(xp, x, geo, out, fill=-xp.inf if x.dtype.kind == "f" else xp.iinfo(x.dtype).min)
-    best = cols.max(0)
-    arg = xp.full(best.shape, len(cols) - 1, dtype=xp.int8 if len(cols) <= 127 else xp.int32)
-    for k in range(len(cols) - 2, -1, -1):  # backwards, so that the first maximum wins
-        arg = xp.where(cols[k] < best, arg, arg.dtype.type(k))  # not below the max: at the max
+    its last NaN.) Works on the strided views of each kernel offset, without copying them out: the max
+    is a chain of pairwise maxima, and the argmax counts the leading offsets strictly below the max (the
+    first offset not below it is the first maximum; every comparison with NaN is false)."""
+    buf = _pad(xp, x, geo, fill=-xp.inf if x.dtype.kind == "f" else xp.iinfo(x.dtype).min)
+    views = [buf[:, :, rows, cs] for _, (rows, cs) in geo.offsets(out)]
+    best = views[0].copy() if len(views) == 1 else xp.maximum(views[0], views[1])
+    for v in views[2:]:
+        xp.maximum(best, v, out=best)
+    itype = xp.int8 if len(views) <= 127 else xp.int32
+    arg = xp.zeros(best.shape, dtype=itype)
+    if len(views) > 1:
+        below = xp.less(views[0], best)
+        arg += below
+        for v in views[1:-1]:
+            below &= xp.less(v, best)
+            arg += below
     return best, arg
 
 
