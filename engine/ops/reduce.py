@@ -33,7 +33,7 @@ class _Reduce(Op):
 
 class Sum(_Reduce):
     def compute(self, x, dims, keepdim):
-        return self.xp.sum(x, axis=dims, keepdims=keepdim, dtype=self.out_dtype)
+        return x.sum(axis=dims, keepdims=keepdim, dtype=self.out_dtype)
 
     def backward(self, g):
         return SpreadBack.apply(g, shape=self.shape, dims=self.dims, keepdim=self.keepdim, scale=None)
@@ -42,7 +42,7 @@ class Sum(_Reduce):
 class Mean(_Reduce):
     def compute(self, x, dims, keepdim):
         self.scale = 1.0 / _count(x.shape, dims)
-        return self.xp.mean(x, axis=dims, keepdims=keepdim)
+        return x.mean(axis=dims, keepdims=keepdim)
 
     def backward(self, g):
         return SpreadBack.apply(g, shape=self.shape, dims=self.dims, keepdim=self.keepdim, scale=self.scale)
@@ -74,7 +74,7 @@ class SumTo(Op):
         self.grad_shape = g.shape
         lead = g.ndim - len(shape)
         dims = tuple(range(lead)) + tuple(lead + i for i, s in enumerate(shape) if s == 1 and g.shape[lead + i] != 1)
-        return (self.xp.sum(g, axis=dims, keepdims=True) if dims else g).reshape(shape)
+        return (g.sum(axis=dims, keepdims=True) if dims else g).reshape(shape)
 
     def backward(self, gg):
         from .shape import expand, reshape
@@ -336,22 +336,17 @@ def cumsum(input, dim, *, dtype=None):
 
 # ---- softmax family ---------------------------------------------------------------------------------
 
-def _row_max(xp, x, dim):
-    """The max along ``dim``, with non-finite maxima (rows of -inf) replaced by 0 so that the shifted
-    row stays -inf where it was and exp gives exactly 0 there."""
-    m = xp.amax(x, axis=dim, keepdims=True)
-    return m if xp.isfinite(m).all() else xp.where(xp.isfinite(m), m, 0)
-
-
 class Softmax(Op):
     save_output = True
 
     def forward(self, x):
         xp = self.xp
         with ieee(xp):  # a row of only -inf is nan, quietly (as in PyTorch)
-            e = xp.subtract(x, _row_max(xp, x, self.dim))
+            # shifted by the row max (array methods: numpy's module functions add ~2 us of dispatch);
+            # a row whose max is not finite (all -inf, or with +inf or nan) is nan either way
+            e = xp.subtract(x, x.max(axis=self.dim, keepdims=True))
             xp.exp(e, out=e)
-            e /= xp.sum(e, axis=self.dim, keepdims=True)
+            e /= e.sum(axis=self.dim, keepdims=True)
             return e
 
     def backward(self, g):
@@ -364,7 +359,7 @@ class SoftmaxGrad(Op):
 
     def forward(self, g, y):
         out = g * y
-        out -= y * self.xp.sum(out, axis=self.dim, keepdims=True)
+        out -= y * out.sum(axis=self.dim, keepdims=True)
         return out
 
     def backward(self, gg):
@@ -382,9 +377,9 @@ class LogSoftmax(Op):
 
     def forward(self, x):
         xp = self.xp
-        shifted = xp.subtract(x, _row_max(xp, x, self.dim))
-        with ieee(xp):
-            total = xp.sum(xp.exp(shifted), axis=self.dim, keepdims=True)
+        with ieee(xp):  # as in Softmax: a row whose max is not finite is nan, quietly
+            shifted = xp.subtract(x, x.max(axis=self.dim, keepdims=True))
+            total = xp.exp(shifted).sum(axis=self.dim, keepdims=True)
             shifted -= xp.log(total)
             return shifted
 
@@ -399,7 +394,7 @@ class LogSoftmaxGrad(Op):
     def forward(self, g, out):
         with ieee(self.xp):
             r = self.xp.exp(out)
-            r *= self.xp.sum(g, axis=self.dim, keepdims=True)
+            r *= g.sum(axis=self.dim, keepdims=True)
             return g - r
 
     def backward(self, gg):
