@@ -121,7 +121,7 @@ def _encode(obj, path: tuple, arrays: dict):
     if isinstance(obj, (list, tuple)):
         items = [_encode(v, path + (i,), arrays) for i, v in enumerate(obj)]
         return {_TUPLE: items} if isinstance(obj, tuple) else items
-    hint = (f" (save its state_dict(): engine.save(obj.state_dict(), f), and restore it with load_state_dict)"
+    hint = (" (save its state_dict(): engine.save(obj.state_dict(), f), and restore it with load_state_dict)"
             if hasattr(obj, "state_dict") else "")
     raise TypeError(f"engine.save cannot save a {type(obj).__name__} at {_where(path)}{hint}; it saves tensors, "
                     "and dicts, lists and tuples of tensors, str, int, float, bool and None")

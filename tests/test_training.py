@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import importlib.util
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -36,7 +37,10 @@ def one_blas_thread():
 
 @functools.cache
 def example(name: str):
-    """The module examples/<name>.py, imported by path (examples/ is not a package)."""
+    """The module examples/<name>.py, imported by path (examples/ is not a package; its scripts import
+    their neighbours, as they do when run from there)."""
+    if str(EXAMPLES) not in sys.path:
+        sys.path.insert(0, str(EXAMPLES))
     spec = importlib.util.spec_from_file_location(f"fita_example_{name}", EXAMPLES / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

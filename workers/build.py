@@ -48,7 +48,7 @@ import numpy as np
 import engine
 from engine import nn
 
-from .spec import (AUTO_ARGS, CAUSAL_TYPES, MERGE_TYPES, JobSpec, ModelSpec, SpecError, SpecLimits, registry,
+from .spec import (JobSpec, ModelSpec, SpecError, SpecLimits, registry,
                    topological_order, validate_spec)
 
 __all__ = ["Add", "Mul", "Concat", "SpecSequential", "GraphModel", "call_layer", "build_layer", "build_model",

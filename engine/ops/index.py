@@ -11,7 +11,7 @@ from ..autograd import grad_mode
 from ..autograd.graph import Op
 from ..backend import scatter_add as _scatter_add
 from ..tensor import Tensor, as_array
-from ._util import bind, operands, sum_to, wrap_dim
+from ._util import bind, sum_to, wrap_dim
 from .elementwise import where
 
 

@@ -11,8 +11,7 @@ from ...ops import elementwise as ew
 from ...ops.index import IndexBackward
 from ...ops.linalg import einsum, matmul
 from ...ops.reduce import norm as _norm
-from ...ops.shape import cat
-from ...ops._util import operands, sum_to
+from ...ops._util import operands
 from ...random import generator_for
 from ...tensor import Tensor
 
