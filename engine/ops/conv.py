@@ -122,6 +122,9 @@ class Convolution(Op):
         N, out, G, O = x.shape[0], self.out or geo.out_size(x.shape[2:]), geo.groups, w.shape[0]
         cols = _im2col(xp, x, geo, out, G).reshape(N, G, w[0].size, out[0] * out[1])
         y = xp.matmul(_offset_major(xp, w, G), cols)  # (N, G, O/G, L): NCHW already
+        # kept for the weight gradient (ConvolutionWeight on x): saves building the columns twice; an
+        # unrecorded node is dropped on return, a recorded one drops them with its saved state
+        self.cols = cols
         if b is not None:
             y += b.reshape(G, O // G, 1)
         return y.reshape((N, O) + tuple(out))
@@ -132,7 +135,7 @@ class Convolution(Op):
         if self.needs_grad(0):
             gx = ConvolutionTranspose.apply(g, w, None, geo=self.geo, size=tuple(x.shape[2:]))
         if self.needs_grad(1):
-            gw = ConvolutionWeight.apply(x, g, geo=self.geo)
+            gw = ConvolutionWeight.apply(x, g, geo=self.geo, cols=self.cols)
         if self.needs_grad(2):
             gb = g.sum((0, 2, 3))
         return gx, gw, gb
@@ -169,11 +172,19 @@ class ConvolutionWeight(Op):
     """The adjoint of Convolution in w: x (N, C, H, W) and y (N, O, Ho, Wo) -> (O, C/groups, kh, kw).
     A sum over the batch: one GEMM per group on channel-major operands, reducing over N*Ho*Wo."""
     save_inputs = True
+    cols = None  # the forward's columns of x, (N, G, kh*kw * C/G, Ho*Wo), when Convolution kept them
 
     def forward(self, x, y):
         xp, geo = self.xp, self.geo
         (N, C), (O, *out), G = x.shape[:2], y.shape[1:], self.geo.groups
         K = geo.kernel[0] * geo.kernel[1]
+        cols, self.cols = self.cols, None
+        if cols is not None:
+            # one GEMM per sample and group on the transposed columns (a view), summed over the batch:
+            # cheaper than building channel-major columns again
+            gw = xp.matmul(y.reshape(N, G, O // G, out[0] * out[1]), cols.transpose(0, 1, 3, 2)).sum(0)
+            gw = xp.ascontiguousarray(gw.reshape(O, K, C // G).transpose(0, 2, 1))
+            return gw.reshape((O, C // G) + geo.kernel)
         cols = _im2col(xp, x, geo, out, G, channel_major=True).reshape(G, K * (C // G), N * out[0] * out[1])
         ys = xp.ascontiguousarray(y.transpose(1, 0, 2, 3)).reshape(G, O // G, N * out[0] * out[1])
         # 2-D GEMMs: numpy's stacked matmul leaves BLAS for a slow loop on a transposed operand
