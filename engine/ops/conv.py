@@ -55,6 +55,24 @@ class Geometry(NamedTuple):
                               slice(j * dw, j * dw + sw * (ow - 1) + 1, sw)))
                 for i in range(kh) for j in range(kw)]
 
+    def clipped(self, out, size) -> list:
+        """(kernel offset index, (row slice, col slice) of the outputs, (row slice, col slice) of the
+        unpadded input): for each kernel offset, the outputs whose input position falls inside the input
+        (not in the padding), and those input positions; None for an offset that reads only padding."""
+        result = []
+        for k, _ in self.offsets(out):
+            i, j = divmod(k, self.kernel[1])
+            outs, ins = [], []
+            for a, o, n, (lo, _), s, d in zip((i, j), out, size, self.padding, self.stride, self.dilation):
+                r0, r1 = max(0, -((a * d - lo) // s)), min(o, (n - 1 + lo - a * d) // s + 1)
+                if r1 <= r0:
+                    break
+                start = a * d + r0 * s - lo
+                outs.append(slice(r0, r1))
+                ins.append(slice(start, start + s * (r1 - r0 - 1) + 1, s))
+            result.append((k, tuple(outs), tuple(ins)) if len(outs) == 2 else (k, None, None))
+        return result
+
     @property
     def overlapping(self) -> bool:
         """Whether an input position can fall in more than one window."""
@@ -94,13 +112,24 @@ def _im2col(xp, x, geo: Geometry, out, groups: int, channel_major: bool = False)
 
 
 def _col2im(xp, cols, geo: Geometry, size):
-    """The adjoint of ``_im2col``: columns (N, G, kh*kw, C/G, Ho, Wo) summed back into (N, C, *size)."""
+    """The adjoint of ``_im2col``: columns (N, G, kh*kw, C/G, Ho, Wo) summed back into (N, C, *size),
+    added straight into the unpadded result (what falls in the padding is dropped). An offset whose
+    outputs cover the whole input (the centre of a 'same' convolution) is written first, without a
+    zero fill."""
     N, G, _, Cg, oh, ow = cols.shape
-    buf = xp.zeros((N, G * Cg) + geo.padded(size), dtype=cols.dtype)
-    dst = buf.reshape((N, G, Cg) + buf.shape[2:])
-    for k, (rows, cs) in geo.offsets((oh, ow)):
-        dst[:, :, :, rows, cs] += cols[:, :, k]
-    return _crop(xp, buf, geo, size)
+    pieces = [(k, outs, ins) for k, outs, ins in geo.clipped((oh, ow), size) if outs is not None]
+    full = next((p for p in pieces if all(i.step == 1 and i.stop - i.start == n for i, n in zip(p[2], size))),
+                None)
+    buf = (xp.empty if full else xp.zeros)((N, G * Cg) + tuple(size), dtype=cols.dtype)
+    dst = buf.reshape((N, G, Cg) + tuple(size))
+    if full:
+        k, (rows, cs), _ = full
+        dst[...] = cols[:, :, k, :, rows, cs]
+    every = (slice(None),) * 3
+    for k, (rows, cs), ins in pieces:
+        if full is None or k != full[0]:
+            dst[every + ins] += cols[:, :, k, :, rows, cs]
+    return buf
 
 
 def _offset_major(xp, w, groups: int):
