@@ -302,9 +302,11 @@ def max_windows(xp, x, geo: Geometry, out):
     if len(views) > 1:
         below = xp.less(views[0], best)
         arg += below
-        for v in views[1:-1]:
-            below &= xp.less(v, best)
-            arg += below
+        if len(views) > 2:
+            tmp = xp.empty_like(below)
+            for v in views[1:-1]:
+                below &= xp.less(v, best, out=tmp)
+                arg += below
     return best, arg
 
 
