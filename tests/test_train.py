@@ -261,3 +261,20 @@ def test_a_spec_that_no_longer_validates_fails_cleanly(rec, store):
     job_id = _submit(rec, spec)
     assert _run(rec, store, job_id) == "failed"
     assert rec.get_job(job_id)["error"]["code"] in ("invalid_spec", "dataset_error")
+
+
+def test_a_job_cancelled_before_it_starts_is_not_run(rec, store):
+    job_id = _submit(rec, iris_spec())
+    rec.request_cancel(job_id)
+    assert _run(rec, store, job_id) == "cancelled"
+    assert rec.get_job(job_id)["attempt"] == 0
+    assert _run(rec, store, "job_gone") == LOST
+
+
+def test_reduce_lr_on_plateau_watches_the_validation_loss(rec, store):
+    spec = iris_spec(epochs=3)
+    spec["scheduler"] = {"type": "ReduceLROnPlateau", "patience": 0, "factor": 0.5, "threshold": 10.0}  # an impossible threshold: every check is a plateau
+    job_id = _submit(rec, spec)
+    assert _run(rec, store, job_id) == "succeeded", rec.get_job(job_id)["error"]
+    lr = rec.read_metrics(job_id)["train"]["lr"]
+    assert lr[0] == lr[7] == 0.05 and lr[8] == 0.025 and lr[16] == 0.0125

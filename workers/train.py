@@ -79,7 +79,7 @@ from .build import (build_loss, build_model, build_optimizer, build_scheduler, c
                     steps_per_epoch)
 from .checkpoints import capture_state, latest_valid_checkpoint, restore_state, save_checkpoint
 from .datasets import DataSettings, DatasetError, load_dataset
-from .records import Lease, LeaseLost, Records
+from .records import InvalidTransition, JobNotFound, Lease, LeaseLost, Records
 from .settings import Settings
 from .spec import SpecError, SpecLimits, validate_spec
 from .store import Store, StoreError, validate_id
@@ -90,6 +90,7 @@ log = logging.getLogger(__name__)
 
 LOST = "lost"
 PROGRESS_EVERY_S = 1.0
+MAX_MESSAGE = 2000
 
 
 def weights_key(job_id: str) -> str:
@@ -139,13 +140,23 @@ def run_job(job_id: str, *, settings: Settings, records: Records, store: Store, 
             on_step: Callable[[dict], None] | None = None) -> str:
     """Run one attempt of ``job_id`` to its end and return its final status (see the module docstring):
     ``succeeded``, ``failed``, ``cancelled``, ``paused``, ``queued`` (handed back on ``shutdown``) or
-    ``lost``. ``device`` is an engine device string ("cpu", "cuda:0"); the caller resolves ``auto``.
+    ``lost`` (also when the job no longer exists; a job that is not queued or running — cancelled or
+    paused while queued, already finished — is not run and its status is returned). ``device`` is an
+    engine device string ("cpu", "cuda:0"); the caller resolves ``auto``.
     ``worker`` names the worker in the ``started`` event. ``resolve_upload`` maps an uploaded dataset id
     to its path. ``on_step`` (tests, instrumentation) is called after each step's lease check with
     ``{"step", "epoch"}``; an exception it raises that is not an ``Exception`` (a ``BaseException``)
     propagates untouched, as a crash would. Exceptions the recording itself hits (Redis unreachable
     after the client's retries) propagate too: the job stays ``running`` for the cleanup to re-queue."""
-    attempt = records.acquire_attempt(job_id, worker)
+    try:
+        attempt = records.acquire_attempt(job_id, worker)
+    except JobNotFound:
+        log.warning("job %s: no such job (deleted?); nothing to run", job_id)
+        return LOST
+    except InvalidTransition as e:  # cancelled or paused while queued, or already finished
+        log.info("job %s: %s", job_id, e)
+        job = records.get_job(job_id)
+        return job["status"] if job else LOST
     run = _Attempt(job_id, attempt, settings, records, store, device, shutdown, max(1, int(loss_sync_every)),
                    data_settings, resolve_upload, on_step)
     return run.run()
@@ -194,6 +205,8 @@ class _Attempt:
             return self._fail("internal_error", f"{type(e).__name__}: {text}" if text else type(e).__name__)
 
     def _fail(self, code: str, message: str, data: dict | None = None) -> str:
+        if len(message) > MAX_MESSAGE:
+            message = message[:MAX_MESSAGE - 3] + "..."
         try:
             if self.metrics is not None:
                 self.metrics.flush()   # the curve up to the failure
@@ -206,6 +219,8 @@ class _Attempt:
 
     def _run(self) -> str:
         job = self.records.get_job(self.job_id)
+        if job is None:
+            raise _LostLease()
         limits = SpecLimits.from_settings(self.settings)
         spec = validate_spec(job["spec"], limits)
         self.spec = spec
@@ -282,7 +297,7 @@ class _Attempt:
                     engine.nn.utils.clip_grad_norm_(model.parameters(), clip)
                 optimizer.step()
                 lr = float(optimizer.param_groups[0]["lr"])
-                if step_interval:
+                if step_interval:  # (the spec refuses ReduceLROnPlateau per step)
                     scheduler.step()
                 step += 1
                 self.step = step
@@ -322,11 +337,13 @@ class _Attempt:
             due = bool(every_epochs and (epoch + 1) % every_epochs == 0) or \
                 bool(every_steps and step % every_steps == 0)
             stop = self._control(stop) if stop is None else stop
+            if epoch + 1 == tr.epochs:
+                stop = None  # the training is done: finishing is quicker than stopping (a cancel ended it above)
             if due or stop is not None:
                 self._checkpoint(epoch + 1)
             if stop is not None:
                 self._finish_stop(stop)
-            self._progress(epoch + 1, force=True)
+            self._progress(epoch + 1)
 
         return self._save_final(tr.epochs)
 
