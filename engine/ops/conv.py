@@ -20,10 +20,15 @@ offset's slab is contiguous per sample (col2im reads it twice as fast as with th
 and the weight is reordered to match (a small copy). The forward and transposed convolutions keep the
 batch first and run one GEMM per sample and group in a single stacked matmul, which writes NCHW
 directly: on the CPU that beats one large GEMM whose result must be transposed back, most of all for
-thin GEMMs like a first layer's (C*kh*kw = 9), where BLAS threading does badly. The weight gradient
-sums over the batch, so there the columns are channel-major, (G, kh*kw, C/G, N, Ho, Wo), for one GEMM
-per group with a long reduction. unfold/fold are im2col/col2im with groups = C, which is PyTorch's
-(C, kh*kw) order.
+thin GEMMs like a first layer's (C*kh*kw = 9), where BLAS threading does badly. The weight gradient of
+a Convolution reuses that forward's columns (the node keeps them until its backward): one GEMM per
+sample on their transpose (a view), summed over the batch. A ConvolutionWeight without them (double
+backward, transposed convolutions) builds channel-major columns, (G, kh*kw, C/G, N, Ho, Wo), for one
+GEMM per group with a long reduction. col2im adds into the unpadded result directly. unfold/fold are
+im2col/col2im with groups = C, which is PyTorch's (C, kh*kw) order.
+
+Max pooling reads each kernel offset's strided view in place (no copy of the windows): the max is a
+chain of pairwise maxima, the argmax the count of leading offsets strictly below it.
 """
 from __future__ import annotations
 
