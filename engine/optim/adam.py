@@ -1,7 +1,7 @@
 """Adam and AdamW (decoupled weight decay), with amsgrad and maximize, as ``torch.optim.Adam/AdamW``."""
 from __future__ import annotations
 
-from .optimizer import Optimizer, ParamsT, effective_grad, increment, lerp_, step_tensor, zeros_like
+from .optimizer import Optimizer, ParamsT, effective_grad, increment, step_tensor, update_moments, zeros_like
 
 
 def _check_adam_family(lr, betas, eps, weight_decay) -> None:
@@ -67,11 +67,7 @@ def adam_update(xp, param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, *, step: f
         param *= 1 - lr * weight_decay
         weight_decay = 0
     g = effective_grad(xp, grad, param, weight_decay, maximize)
-    lerp_(xp, exp_avg, g, 1 - beta1)
-    exp_avg_sq *= beta2
-    tmp = xp.multiply(g, g)
-    tmp *= 1 - beta2
-    exp_avg_sq += tmp
+    tmp = update_moments(xp, exp_avg, exp_avg_sq, g, beta1, beta2)
     if max_exp_avg_sq is not None:
         xp.maximum(max_exp_avg_sq, exp_avg_sq, out=max_exp_avg_sq)
     second = exp_avg_sq if max_exp_avg_sq is None else max_exp_avg_sq

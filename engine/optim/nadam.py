@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from .adam import _check_adam_family
-from .optimizer import Optimizer, ParamsT, add_scaled_, effective_grad, increment, lerp_, step_tensor, zeros_like
+from .optimizer import Optimizer, ParamsT, add_scaled_, effective_grad, increment, step_tensor, update_moments, zeros_like
 
 
 class NAdam(Optimizer):
@@ -50,11 +50,7 @@ def nadam_update(xp, param, grad, exp_avg, exp_avg_sq, mu_product, *, step: floa
     mu_product_now = float(mu_product)
     mu_product_next = mu_product_now * mu_next
 
-    lerp_(xp, exp_avg, g, 1 - beta1)
-    exp_avg_sq *= beta2
-    tmp = xp.multiply(g, g)
-    tmp *= 1 - beta2
-    exp_avg_sq += tmp
+    tmp = update_moments(xp, exp_avg, exp_avg_sq, g, beta1, beta2)
     denom = xp.divide(exp_avg_sq, bias_correction2, out=tmp)
     xp.sqrt(denom, out=denom)
     denom += eps

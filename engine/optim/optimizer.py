@@ -244,6 +244,17 @@ def zeros_like(p: Tensor) -> Tensor:
     return Tensor._make(p.device.xp.zeros_like(p._data), p.device)
 
 
+def update_moments(xp, exp_avg, exp_avg_sq, g, beta1: float, beta2: float):
+    """Adam's running moments, in place: exp_avg <- lerp toward g, exp_avg_sq <- beta2 * it + (1 - beta2) g^2.
+    Returns the scratch array it used (free for the caller to reuse)."""
+    lerp_(xp, exp_avg, g, 1 - beta1)
+    exp_avg_sq *= beta2
+    tmp = xp.multiply(g, g)
+    tmp *= 1 - beta2
+    exp_avg_sq += tmp
+    return tmp
+
+
 def effective_grad(xp, grad, param, weight_decay: float = 0.0, maximize: bool = False):
     """The gradient a step follows: negated to maximize, plus L2 weight decay ``weight_decay * param``.
     A new array only when it differs from ``grad``; the parameter's ``.grad`` is never modified."""

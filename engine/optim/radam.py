@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from .adam import _check_adam_family
-from .optimizer import Optimizer, ParamsT, effective_grad, increment, lerp_, step_tensor, zeros_like
+from .optimizer import Optimizer, ParamsT, effective_grad, increment, step_tensor, update_moments, zeros_like
 
 
 class RAdam(Optimizer):
@@ -36,11 +36,7 @@ def radam_update(xp, param, grad, exp_avg, exp_avg_sq, *, step: float, lr: float
         param *= 1 - lr * weight_decay
         weight_decay = 0
     g = effective_grad(xp, grad, param, weight_decay, maximize)
-    lerp_(xp, exp_avg, g, 1 - beta1)
-    exp_avg_sq *= beta2
-    tmp = xp.multiply(g, g)
-    tmp *= 1 - beta2
-    exp_avg_sq += tmp
+    tmp = update_moments(xp, exp_avg, exp_avg_sq, g, beta1, beta2)
 
     bias_correction1 = 1 - beta1 ** step
     bias_correction2 = 1 - beta2 ** step
