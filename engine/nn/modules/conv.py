@@ -3,10 +3,9 @@ from __future__ import annotations
 
 import math
 
-from ... import creation
 from .. import functional as F, init
 from ..functional.conv import _check_input, _conv, _conv_transpose, _ntuple
-from ..parameter import Parameter
+from .linear import fan_in_uniform_, weight_and_bias_
 from .module import Module
 
 __all__ = ["Conv1d", "Conv2d", "ConvTranspose1d", "ConvTranspose2d"]
@@ -57,22 +56,14 @@ class _ConvNd(Module):
             pairs = [(p, p) for p in self.padding]
         self._reversed_padding_repeated_twice = [v for pair in reversed(pairs) for v in pair]
         shape = (in_channels, out_channels // groups) if transposed else (out_channels, in_channels // groups)
-        factory = {"device": device, "dtype": dtype}
-        self.weight = Parameter(creation.empty(*shape, *self.kernel_size, **factory))
-        if bias:
-            self.bias = Parameter(creation.empty(out_channels, **factory))
-        else:
-            self.register_parameter("bias", None)
+        weight_and_bias_(self, (*shape, *self.kernel_size), out_channels, bias, device, dtype)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
         # kaiming_uniform_(a=sqrt(5)) is U(-1/sqrt(fan_in), 1/sqrt(fan_in)), as is the bias
         init.kaiming_uniform_(self.weight, a=math.sqrt(5))
         if self.bias is not None:
-            fan_in, _ = init._calculate_fan_in_and_fan_out(self.weight)
-            if fan_in != 0:
-                bound = 1 / math.sqrt(fan_in)
-                init.uniform_(self.bias, -bound, bound)
+            fan_in_uniform_(self.bias, init._calculate_fan_in_and_fan_out(self.weight)[0])
 
     def extra_repr(self) -> str:
         nd = self._nd

@@ -19,6 +19,21 @@ def _check_features(layer: Module, x, expected: int, what: str = "in_features") 
                            f"{what}={expected}, got input of shape {tuple(x.shape)}")
 
 
+def weight_and_bias_(module: Module, weight_shape, bias_size: int, bias: bool, device, dtype) -> None:
+    """Register ``weight`` (uninitialised) and ``bias`` (or None), as PyTorch's layers lay them out."""
+    module.weight = Parameter(creation.empty(*weight_shape, **_factory(device, dtype)))
+    if bias:
+        module.bias = Parameter(creation.empty(bias_size, **_factory(device, dtype)))
+    else:
+        module.register_parameter("bias", None)
+
+
+def fan_in_uniform_(tensor, fan_in: int) -> None:
+    """U(-1/sqrt(fan_in), 1/sqrt(fan_in)): PyTorch's bias init (zeros when fan_in is 0)."""
+    bound = 1 / math.sqrt(fan_in) if fan_in > 0 else 0
+    init.uniform_(tensor, -bound, bound)
+
+
 class Identity(Module):
     def __init__(self, *args, **kwargs):
         super().__init__()
@@ -33,19 +48,13 @@ class Linear(Module):
     def __init__(self, in_features: int, out_features: int, bias: bool = True, device=None, dtype=None):
         super().__init__()
         self.in_features, self.out_features = in_features, out_features
-        self.weight = Parameter(creation.empty(out_features, in_features, **_factory(device, dtype)))
-        if bias:
-            self.bias = Parameter(creation.empty(out_features, **_factory(device, dtype)))
-        else:
-            self.register_parameter("bias", None)
+        weight_and_bias_(self, (out_features, in_features), out_features, bias, device, dtype)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
         init.kaiming_uniform_(self.weight, a=math.sqrt(5))
         if self.bias is not None:
-            fan_in = self.in_features
-            bound = 1 / math.sqrt(fan_in) if fan_in > 0 else 0
-            init.uniform_(self.bias, -bound, bound)
+            fan_in_uniform_(self.bias, self.in_features)
 
     def forward(self, input):
         _check_features(self, input, self.in_features)
@@ -62,11 +71,7 @@ class Bilinear(Module):
                  device=None, dtype=None):
         super().__init__()
         self.in1_features, self.in2_features, self.out_features = in1_features, in2_features, out_features
-        self.weight = Parameter(creation.empty(out_features, in1_features, in2_features, **_factory(device, dtype)))
-        if bias:
-            self.bias = Parameter(creation.empty(out_features, **_factory(device, dtype)))
-        else:
-            self.register_parameter("bias", None)
+        weight_and_bias_(self, (out_features, in1_features, in2_features), out_features, bias, device, dtype)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
