@@ -496,6 +496,10 @@ class ModelSpec(_Closed):
         return self
 
 
+# data fields bounded by a SpecLimits setting
+_DATA_LIMITS = {"batch_size": "max_batch_size", "seq_len": "max_seq_len", "n_samples": "max_samples"}
+
+
 class DataSpec(_Closed):
     """Which dataset and how to feed it. Options that apply to some datasets only (layout, seq_len,
     n_samples, noise, n_features, n_classes, target, task) are refused for the others by the
@@ -517,28 +521,13 @@ class DataSpec(_Closed):
     target: str | None = Field(None, max_length=200)      # uploaded CSV: the target column (default: last)
     task: Literal["classification", "regression"] | None = None   # uploaded data: override the inference
 
-    @field_validator("batch_size")
+    @field_validator(*_DATA_LIMITS)
     @classmethod
-    def _batch_limit(cls, v: int, info: ValidationInfo) -> int:
-        limit = _limits(info).max_batch_size
-        if v > limit:
-            raise _limit_error("batch_size", v, limit, "max_batch_size")
-        return v
-
-    @field_validator("seq_len")
-    @classmethod
-    def _seq_limit(cls, v, info: ValidationInfo):
-        limit = _limits(info).max_seq_len
+    def _within_limit(cls, v, info: ValidationInfo):
+        setting = _DATA_LIMITS[info.field_name]
+        limit = getattr(_limits(info), setting)
         if v is not None and v > limit:
-            raise _limit_error("seq_len", v, limit, "max_seq_len")
-        return v
-
-    @field_validator("n_samples")
-    @classmethod
-    def _samples_limit(cls, v, info: ValidationInfo):
-        limit = _limits(info).max_samples
-        if v is not None and v > limit:
-            raise _limit_error("n_samples", v, limit, "max_samples")
+            raise _limit_error(info.field_name, v, limit, setting)
         return v
 
 
