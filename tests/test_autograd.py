@@ -412,3 +412,15 @@ def test_no_reference_cycles_per_step():
         assert gc.collect() == 0
     finally:
         gc.enable()
+
+
+def test_grad_mode_is_per_thread():
+    # as in PyTorch: one thread's no_grad (a server answering /predict) leaves another's tape alone
+    import threading
+    seen = []
+    with engine.no_grad():
+        t = threading.Thread(target=lambda: seen.append(engine.is_grad_enabled()))
+        t.start()
+        t.join()
+        assert not engine.is_grad_enabled()
+    assert seen == [True] and engine.is_grad_enabled()

@@ -2,9 +2,11 @@
 from __future__ import annotations
 
 import functools
+import threading
 
 
-class _State:
+class _State(threading.local):
+    """Per thread, as in PyTorch: a server thread's no_grad must not switch off another's tape."""
     enabled = True
 
 
