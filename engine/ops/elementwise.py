@@ -561,7 +561,7 @@ class ReluGrad(Op):
         return i == 1
 
     def forward(self, g, y):
-        return keep_where(self.xp, g, ~(y <= 0))  # not y > 0: nan passes the gradient
+        return keep_where(self.xp, g, y <= 0)  # not y > 0: nan passes the gradient
 
     def backward(self, gg):
         return ReluGrad.apply(gg, self.inputs[1]) if self.needs_grad(0) else None, None
