@@ -144,16 +144,22 @@ def project_scripts() -> dict:
     return tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"].get("scripts", {})
 
 
-@pytest.mark.xfail(strict=True, reason="fita console script lands with the service")
 def test_fita_console_script_is_declared():
     """The commands above run `fita`: pyproject.toml must declare it under [project.scripts], pointing
-    at a module of the package. (Strict xfail: when the CLI lands this passes, the xfail fails, and
-    the marker is to be removed.)"""
+    at a module of the package."""
     scripts = project_scripts()
     assert "fita" in scripts
     module = scripts["fita"].split(":", 1)[0]
     assert (ROOT / (module.replace(".", "/") + ".py")).is_file() or \
         (ROOT / module.replace(".", "/") / "__init__.py").is_file()
+
+
+@pytest.mark.parametrize("name", sorted(COMMANDS))
+def test_service_command_is_one_the_cli_accepts(compose, name):
+    """Each service's command parses with the real `fita` CLI and picks the function that runs that part."""
+    from fita.cli import cmd_api, cmd_worker, parser
+    args = parser().parse_args(command_of(compose["services"][name])[1:])
+    assert args.func is (cmd_api if name == "api" else cmd_worker)
 
 
 # ---- Dockerfile --------------------------------------------------------------------------------------

@@ -6,6 +6,7 @@ Keys (``prefix`` defaults to "fita")::
     fita:job:<id>:metrics         stream: one entry per metrics record {kind, step, data (JSON), a (attempt)}
     fita:job:<id>:events          stream: the job's event log {type, time, data (JSON)}; ids are SSE ids
     fita:jobs                     sorted set: every job id, scored by created_at (newest first = ZREVRANGE)
+    fita:active                   set: the jobs someone must run (queued, running, cancelling), for the sweep
     fita:tenant:<tenant>:jobs     sorted set: the same, per tenant
     fita:idem:<tenant>:<sha256>   string: the job id an Idempotency-Key created (24 h)
 
@@ -42,6 +43,7 @@ import redis
 from .store import validate_id
 
 STATUSES = ("queued", "running", "cancelling", "succeeded", "failed", "cancelled", "paused")
+ACTIVE = frozenset({"queued", "running", "cancelling"})   # a worker owes these jobs some work
 TERMINAL = frozenset({"succeeded", "failed", "cancelled"})
 # which status may follow which; a terminal status is final (only DELETE removes the job)
 TRANSITIONS = {
@@ -90,6 +92,24 @@ class Lease(str, enum.Enum):
 
 def new_job_id() -> str:
     return "job_" + secrets.token_hex(12)
+
+
+def zpage(client: redis.Redis, key: str, after: str | None, limit: int) -> tuple[list[str], bool]:
+    """One page of a sorted set's members, highest score (newest) first: ``(ids, has_more)``; ``after``
+    is the last id of the previous page (JobNotFound, a LookupError, if it is not in the set)."""
+    start = _rank_after(client, key, after)
+    ids = client.zrevrange(key, start, start + limit)
+    return ids[:limit], len(ids) > limit
+
+
+def _rank_after(client: redis.Redis, key: str, after: str | None) -> int:
+    """Where the page after the member ``after`` starts (newest first)."""
+    if after is None:
+        return 0
+    rank = client.zrevrank(key, after)
+    if rank is None:
+        raise JobNotFound(after)
+    return rank + 1
 
 
 def _finite(obj):
@@ -169,7 +189,7 @@ if v[2] == '"cancel"' then return 'cancel' elseif v[2] == '"pause"' then return 
 return 'ok'
 """
 
-# KEYS: idempotency key ('' for none), job, events, all jobs, tenant's jobs. ARGV: id, ttl, score, event
+# KEYS: idempotency key ('' for none), job, events, all jobs, tenant's jobs, active jobs. ARGV: id, ttl, score, event
 # time, event data, then the hash's field/value pairs. Returns the id of the job (an earlier one on replay).
 _CREATE = """
 if KEYS[1] ~= '' then
@@ -180,6 +200,7 @@ end
 redis.call('HSET', KEYS[2], unpack(ARGV, 6))
 redis.call('ZADD', KEYS[4], ARGV[3], ARGV[1])
 redis.call('ZADD', KEYS[5], ARGV[3], ARGV[1])
+redis.call('SADD', KEYS[6], ARGV[1])
 redis.call('XADD', KEYS[3], '*', 'type', 'queued', 'time', ARGV[4], 'data', ARGV[5])
 return ARGV[1]
 """
@@ -212,6 +233,14 @@ class Records:
     def jobs_key(self, tenant: str | None = None) -> str:
         return f"{self.prefix}:jobs" if tenant is None else f"{self.prefix}:tenant:{tenant}:jobs"
 
+    @property
+    def active_key(self) -> str:
+        return f"{self.prefix}:active"
+
+    def active_jobs(self) -> list[str]:
+        """Ids of the jobs that are queued, running or cancelling (what the sweep looks after)."""
+        return sorted(self.r.smembers(self.active_key))
+
     # ---- the record -----------------------------------------------------------------------------
     def create_job(self, tenant: str, spec: dict, *, job_id: str | None = None, idempotency_key: str | None = None,
                    meta: dict | None = None) -> tuple[dict, bool]:
@@ -229,7 +258,7 @@ class Records:
             idem = f"{self.prefix}:idem:{tenant}:{hashlib.sha256(idempotency_key.encode()).hexdigest()}"
         pairs = [x for k, v in record.items() for x in (k, _enc(v))]
         got = self._create(keys=[idem, self.job_key(job_id), self.events_key(job_id), self.jobs_key(),
-                                 self.jobs_key(tenant)], args=[job_id, 86400, now, now, "{}", *pairs])
+                                 self.jobs_key(tenant), self.active_key], args=[job_id, 86400, now, now, "{}", *pairs])
         return self.get_job(got), got == job_id
 
     def get_job(self, job_id: str, tenant: str | None = None) -> dict | None:
@@ -267,12 +296,8 @@ class Records:
         """Jobs newest first, ``(page, has_more)``; ``after`` is the last id of the previous page."""
         if status is not None and status not in STATUSES:
             raise ValueError(f"status must be one of {STATUSES}, got {status!r}")
-        key, start = self.jobs_key(tenant), 0
-        if after is not None:
-            rank = self.r.zrevrank(key, after)
-            if rank is None:
-                raise JobNotFound(after)
-            start = rank + 1
+        key = self.jobs_key(tenant)
+        start = _rank_after(self.r, key, after)
         page: list[dict] = []
         batch = limit + 1 if status is None else max(4 * limit, 100)
         while len(page) <= limit:
@@ -299,6 +324,7 @@ class Records:
             p.delete(self.job_key(job_id), self.metrics_key(job_id), self.events_key(job_id))
             p.zrem(self.jobs_key(), job_id)
             p.zrem(self.jobs_key(job["tenant"]), job_id)
+            p.srem(self.active_key, job_id)
             p.execute()
 
     # ---- status ---------------------------------------------------------------------------------
@@ -317,6 +343,8 @@ class Records:
             pipe.multi()
             if updates:
                 pipe.hset(key, mapping={k: _enc(v) for k, v in {**updates, "updated_at": now}.items()})
+            if "status" in updates:
+                (pipe.sadd if updates["status"] in ACTIVE else pipe.srem)(self.active_key, job_id)
             for kind, data in events:
                 pipe.xadd(self.events_key(job_id), {"type": kind, "time": _enc(now), "data": _enc(data or {})})
             return result

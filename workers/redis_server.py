@@ -54,9 +54,11 @@ def free_port(host: str = "127.0.0.1") -> int:
         return s.getsockname()[1]
 
 
-def _die_with_parent() -> None:  # runs in the child between fork and exec
+def die_with_parent(sig: int = signal.SIGTERM) -> None:
+    """Ask the kernel to send this process ``sig`` when its parent dies (Linux ``PR_SET_PDEATHSIG``;
+    elsewhere nothing). Call it in a child right after the fork."""
     if sys.platform.startswith("linux"):
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+        ctypes.CDLL(None, use_errno=True).prctl(1, int(sig))
 
 
 class RedisServer:
@@ -125,7 +127,8 @@ class RedisServer:
                     "--appendfilename", "appendonly.aof", "--save", "", "--daemonize", "no",
                     "--protected-mode", "no", "--logfile", "redis.log"]
             self.process = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                            stderr=subprocess.DEVNULL, preexec_fn=_die_with_parent)
+                                            stderr=subprocess.DEVNULL, preexec_fn=die_with_parent,
+                                            start_new_session=True)  # a terminal's Ctrl-C is for our parent
             if self._wait_ready(port):
                 self.port = port
                 return

@@ -12,7 +12,11 @@ thing in every process. A bad value fails at start-up with the variable's name, 
 | FITA_WORKERS              | 1            | worker processes the run command starts and supervises           |
 | FITA_CHECKPOINT_KEEP      | 3            | checkpoints kept per job (the newest N; older ones are deleted)  |
 | FITA_MAX_RESTARTS         | 5            | times an interrupted job is re-queued before it fails            |
-| FITA_JOB_TIMEOUT_S        | 86400        | RQ's job_timeout and the server-wide cap on training.max_runtime_s |
+| FITA_JOB_TIMEOUT_S        | 86400        | the server-wide cap on training.max_runtime_s (RQ's job_timeout is 10 min more) |
+| FITA_CANCEL_GRACE_S       | 30           | a cancelled job still running after this long has its work process killed |
+| FITA_SWEEP_INTERVAL_S     | 2.0          | how often the API looks for jobs whose worker died (workers/queue.py) |
+| FITA_SSE_KEEPALIVE_S      | 15.0         | seconds between keep-alive comments on an idle event stream      |
+| FITA_API_KEYS             | (unset)      | "tenant:key,tenant2:key2": keys besides those in $FITA_DATA_DIR/api_keys.json |
 | FITA_METRICS_FLUSH_EVERY  | 50           | metrics records buffered before one batched Redis write          |
 | FITA_METRICS_FLUSH_S      | 1.0          | ... or seconds since the last write, whichever comes first       |
 | FITA_MAX_BODY_BYTES       | 1048576      | largest request body (a job spec)                                |
@@ -41,6 +45,10 @@ class Settings:
     checkpoint_keep: int = 3
     max_restarts: int = 5
     job_timeout_s: int = 86400
+    cancel_grace_s: float = 30.0
+    sweep_interval_s: float = 2.0
+    sse_keepalive_s: float = 15.0
+    api_keys: str = ""
     metrics_flush_every: int = 50
     metrics_flush_s: float = 1.0
     max_body_bytes: int = 1 << 20
@@ -59,6 +67,11 @@ class Settings:
     def redis_dir(self) -> Path:
         """The embedded Redis's working directory (its append-only file and log)."""
         return self.data_dir / "redis"
+
+    @property
+    def api_keys_file(self) -> Path:
+        """Hashed API keys by tenant (``fita keys create`` adds to it)."""
+        return self.data_dir / "api_keys.json"
 
     @property
     def redis_url_file(self) -> Path:
@@ -93,6 +106,10 @@ class Settings:
             checkpoint_keep=get("FITA_CHECKPOINT_KEEP", int, d.checkpoint_keep, 1),
             max_restarts=get("FITA_MAX_RESTARTS", int, d.max_restarts, 0),
             job_timeout_s=get("FITA_JOB_TIMEOUT_S", int, d.job_timeout_s, 1),
+            cancel_grace_s=get("FITA_CANCEL_GRACE_S", float, d.cancel_grace_s, 0.0),
+            sweep_interval_s=get("FITA_SWEEP_INTERVAL_S", float, d.sweep_interval_s, 0.1),
+            sse_keepalive_s=get("FITA_SSE_KEEPALIVE_S", float, d.sse_keepalive_s, 0.1),
+            api_keys=get("FITA_API_KEYS", str, d.api_keys),
             metrics_flush_every=get("FITA_METRICS_FLUSH_EVERY", int, d.metrics_flush_every, 1),
             metrics_flush_s=get("FITA_METRICS_FLUSH_S", float, d.metrics_flush_s, 0.0),
             max_body_bytes=get("FITA_MAX_BODY_BYTES", int, d.max_body_bytes, 1),

@@ -498,7 +498,8 @@ class _Attempt:
         self._fence()
         n_final = self.store.put_bytes(weights_key(self.job_id), weights_bytes(final_state, final_meta))
         n_best = self.store.put_bytes(best_weights_key(self.job_id), weights_bytes(best_state, best_meta))
-        sidecar = {**base, "final": {k: final_meta[k] for k in ("epoch", "step", "metrics")},
+        sidecar = {**base, "dataset": data.info.to_dict(),
+                   "final": {k: final_meta[k] for k in ("epoch", "step", "metrics")},
                    "best": {k: best_meta[k] for k in ("epoch", "step", "metrics")},
                    "files": {"final": weights_key(self.job_id), "best": best_weights_key(self.job_id)}}
         self.store.put_bytes(weights_meta_key(self.job_id), json.dumps(_json_safe(sidecar), indent=1).encode())

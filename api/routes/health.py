@@ -1,0 +1,34 @@
+"""Liveness and readiness: /healthz (the process answers) and /readyz (Redis answers; workers per queue)."""
+from __future__ import annotations
+
+import redis
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse
+from rq import Queue, Worker
+from rq.serializers import JSONSerializer
+
+from workers.queue import QUEUES
+
+from ..deps import ServicesDep
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/healthz", summary="The API process is up")
+def healthz():
+    return {"status": "ok"}
+
+
+@router.get("/readyz", summary="Redis is reachable; how many workers and queued jobs each queue has")
+def readyz(svc: ServicesDep):
+    try:
+        svc.rq.ping()
+        queues = {}
+        for name in QUEUES:
+            q = Queue(name, connection=svc.rq, serializer=JSONSerializer)
+            queues[name] = {"workers": len(Worker.all(queue=q)), "queued": q.count}
+    except (redis.ConnectionError, redis.TimeoutError) as e:
+        return JSONResponse({"status": "unavailable", "redis": f"unreachable: {e}"}, status_code=503)
+    ready = any(q["workers"] for q in queues.values())
+    return JSONResponse({"status": "ok" if ready else "no_workers", "redis": "ok", "queues": queues},
+                        status_code=200 if ready else 503)

@@ -1,0 +1,1 @@
+"""Fita's command line (``fita``) and, later, its Python client."""

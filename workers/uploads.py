@@ -1,0 +1,105 @@
+"""Uploaded datasets: the file in the artifact store, its description in Redis.
+
+    datasets/<id>/data.npz | data.csv      the file as uploaded (store key)
+    fita:dataset:<id>                      string: the record as JSON (id, tenant, filename, bytes, sha256,
+                                           created_at, info: workers.datasets.DatasetInfo.to_dict())
+    fita:tenant:<tenant>:datasets          sorted set: the tenant's dataset ids by created_at
+
+A spec names an upload as ``data.dataset: upload:<id>``; ``resolver(tenant)`` gives the function that
+workers.datasets calls to find the file, and it only finds the tenant's own datasets.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import secrets
+import time
+from pathlib import Path
+from typing import Callable
+
+import redis
+
+from .datasets import DataSettings, DatasetError, describe_upload
+from .records import zpage
+from .store import ArtifactNotFound, LocalStore, validate_id
+
+__all__ = ["Uploads", "SUFFIXES"]
+
+SUFFIXES = (".npz", ".csv")
+
+
+class Uploads:
+    def __init__(self, client: redis.Redis, store: LocalStore, prefix: str = "fita"):
+        self.r, self.store, self.prefix = client, store, prefix
+
+    def _key(self, dataset_id: str) -> str:
+        return f"{self.prefix}:dataset:{validate_id(dataset_id, 'dataset id')}"
+
+    def _index(self, tenant: str) -> str:
+        return f"{self.prefix}:tenant:{validate_id(tenant, 'tenant')}:datasets"
+
+    @staticmethod
+    def file_key(dataset_id: str, suffix: str) -> str:
+        return f"datasets/{validate_id(dataset_id, 'dataset id')}/data{suffix}"
+
+    def create(self, tenant: str, src: Path, filename: str, *, target: str | None = None, task: str | None = None,
+               data_settings: DataSettings | None = None) -> dict:
+        """Validate the file at ``src`` (DatasetError if it is not a usable .npz or CSV), store it and
+        return its record."""
+        suffix = Path(filename).suffix.lower()
+        if suffix not in SUFFIXES:
+            raise DatasetError("invalid_dataset", f"file: {filename!r} must end in .npz (arrays x and y) or .csv (a "
+                               "header row and a target column)", "file")
+        named = src.with_suffix(suffix)          # describe_upload reads the format from the suffix
+        src.rename(named)
+        info = describe_upload(named, target=target, task=task, settings=data_settings)
+        dataset_id = "ds_" + secrets.token_hex(12)
+        digest = hashlib.sha256()
+        with open(named, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                digest.update(chunk)
+        size = self.store.put_file(self.file_key(dataset_id, suffix), named)
+        info.name = filename
+        record = {"id": dataset_id, "object": "dataset", "tenant": tenant, "filename": filename, "bytes": size,
+                  "sha256": digest.hexdigest(), "created_at": time.time(), "suffix": suffix,
+                  "target": target, "task": info.task, "info": info.to_dict()}
+        with self.r.pipeline() as p:
+            p.set(self._key(dataset_id), json.dumps(record))
+            p.zadd(self._index(tenant), {dataset_id: record["created_at"]})
+            p.execute()
+        return record
+
+    def get(self, dataset_id: str, tenant: str | None = None) -> dict | None:
+        raw = self.r.get(self._key(dataset_id))
+        record = json.loads(raw) if raw else None
+        if record is None or (tenant is not None and record["tenant"] != tenant):
+            return None
+        return record
+
+    def list(self, tenant: str, after: str | None = None, limit: int = 20) -> tuple[list[dict], bool]:
+        ids, has_more = zpage(self.r, self._index(tenant), after, limit)
+        return [d for d in map(self.get, ids) if d is not None], has_more
+
+    def delete(self, dataset_id: str) -> None:
+        record = self.get(dataset_id)
+        if record is None:
+            return
+        self.store.delete_prefix(f"datasets/{dataset_id}")
+        with self.r.pipeline() as p:
+            p.delete(self._key(dataset_id))
+            p.zrem(self._index(record["tenant"]), dataset_id)
+            p.execute()
+
+    def path(self, dataset_id: str, tenant: str) -> Path | None:
+        """The local file of the tenant's dataset ``dataset_id``, or None."""
+        record = self.get(dataset_id, tenant)
+        if record is None:
+            return None
+        path = self.store.local_path(self.file_key(dataset_id, record["suffix"]))
+        if not path.is_file():
+            raise ArtifactNotFound(f"dataset {dataset_id}: its file is missing from the artifact store")
+        return path
+
+    def resolver(self, tenant: str) -> Callable[[str], Path | None]:
+        """What workers.datasets calls with the id of ``upload:<id>``."""
+        return lambda dataset_id: self.path(dataset_id, tenant)
