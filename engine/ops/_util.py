@@ -77,15 +77,19 @@ def _already_uniform(xs) -> bool:
     return True
 
 
-def keep_where(xp, g, drop):
+def keep_where(xp, g, drop, out=None):
     """``g`` where not ``drop``, exact 0 where ``drop`` (even where g is inf or nan), as
     ``where(drop, 0, g)`` but several times faster: numpy's where is slow on irregular masks, and a
     multiply by the mask would turn inf * 0 into nan. Instead the bits of g are and-ed with a mask of
-    all ones or all zeros. ``drop`` is a fresh bool array of g's shape, consumed (overwritten)."""
+    all ones or all zeros. ``drop`` is a fresh bool array of g's shape, consumed (overwritten); the
+    result goes to ``out`` when given."""
     mask = drop.view(xp.int8)
     xp.subtract(mask, 1, out=mask)  # 0 where dropped, -1 (every bit set) where kept
     bits = g.view(xp.dtype(f"i{g.dtype.itemsize}"))
-    return xp.bitwise_and(bits, mask).view(g.dtype)
+    if out is None:
+        return xp.bitwise_and(bits, mask).view(g.dtype)
+    xp.bitwise_and(bits, mask, out=out.view(bits.dtype))
+    return out
 
 
 class ieee:

@@ -8,6 +8,7 @@ import operator
 from .. import dtypes
 from ..autograd.graph import Op
 from ..tensor import Tensor
+from .. import _parallel
 from ._util import bind, float_operand, ieee, is_scalar, keep_where, operands, sum_to
 
 
@@ -547,7 +548,7 @@ class Relu(Op):
     save_output = True
 
     def forward(self, x):
-        return self.xp.maximum(x, 0).astype(x.dtype, copy=False)
+        return _parallel.ufunc(self.xp, self.xp.maximum, x, x.dtype.type(0))
 
     def backward(self, g):
         return ReluGrad.apply(g, self.output)
@@ -561,7 +562,11 @@ class ReluGrad(Op):
         return i == 1
 
     def forward(self, g, y):
-        return keep_where(self.xp, g, y <= 0)  # not y > 0: nan passes the gradient
+        xp = self.xp
+        out = xp.empty_like(g)
+        # not y > 0: nan passes the gradient
+        _parallel.map_chunks(xp, lambda g, y, out: keep_where(xp, g, y <= 0, out), g, y, out, chunk=None)
+        return out
 
     def backward(self, gg):
         return ReluGrad.apply(gg, self.inputs[1]) if self.needs_grad(0) else None, None

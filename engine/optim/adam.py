@@ -1,6 +1,7 @@
 """Adam and AdamW (decoupled weight decay), with amsgrad and maximize, as ``torch.optim.Adam/AdamW``."""
 from __future__ import annotations
 
+from .._parallel import map_chunks
 from .optimizer import Optimizer, ParamsT, effective_grad, increment, step_tensor, update_moments, zeros_like
 
 
@@ -62,22 +63,26 @@ class AdamW(Adam):
 def adam_update(xp, param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, *, step: float, lr: float, beta1: float,
                 beta2: float, eps: float, weight_decay: float, maximize: bool, decoupled_weight_decay: bool) -> None:
     """One Adam step on arrays, in place; ``step`` counts this one (1 on the first). With
-    ``max_exp_avg_sq`` (amsgrad) the running maximum of ``exp_avg_sq`` normalises the step."""
-    if weight_decay and decoupled_weight_decay:
-        param *= 1 - lr * weight_decay
+    ``max_exp_avg_sq`` (amsgrad) the running maximum of ``exp_avg_sq`` normalises the step. Its dozen
+    passes run on cache-sized pieces of the arrays, spread over the threads."""
+    decay = 1 - lr * weight_decay if weight_decay and decoupled_weight_decay else None
+    if decay is not None:
         weight_decay = 0
-    g = effective_grad(xp, grad, param, weight_decay, maximize)
-    tmp = update_moments(xp, exp_avg, exp_avg_sq, g, beta1, beta2)
-    if max_exp_avg_sq is not None:
-        xp.maximum(max_exp_avg_sq, exp_avg_sq, out=max_exp_avg_sq)
-    second = exp_avg_sq if max_exp_avg_sq is None else max_exp_avg_sq
+    step_size = lr / (1 - beta1 ** step)
+    bias_correction2_sqrt = (1 - beta2 ** step) ** 0.5
 
-    bias_correction1 = 1 - beta1 ** step
-    bias_correction2 = 1 - beta2 ** step
-    step_size = lr / bias_correction1
-    denom = xp.sqrt(second, out=tmp)
-    denom /= bias_correction2 ** 0.5
-    denom += eps
-    update = xp.divide(exp_avg, denom, out=tmp)
-    update *= step_size
-    param -= update
+    def kernel(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq):
+        if decay is not None:
+            param *= decay
+        g = effective_grad(xp, grad, param, weight_decay, maximize)
+        tmp = update_moments(xp, exp_avg, exp_avg_sq, g, beta1, beta2)
+        if max_exp_avg_sq is not None:
+            xp.maximum(max_exp_avg_sq, exp_avg_sq, out=max_exp_avg_sq)
+        denom = xp.sqrt(exp_avg_sq if max_exp_avg_sq is None else max_exp_avg_sq, out=tmp)
+        denom /= bias_correction2_sqrt
+        denom += eps
+        update = xp.divide(exp_avg, denom, out=tmp)
+        update *= step_size
+        param -= update
+
+    map_chunks(xp, kernel, param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq)

@@ -1,0 +1,120 @@
+"""Intra-op threads for the CPU's big elementwise passes.
+
+numpy's ufuncs run on one core, but release the GIL while they loop; BLAS has its own threads. A pass
+over a large contiguous array (relu, its gradient, an optimizer's update) is therefore split into one
+range per thread, ``torch.set_num_threads``-style: ``engine.set_num_threads(n)`` (default: the cores
+this process may run on). Small arrays stay on the calling thread, where a hand-off would cost more
+than it saves, and so does everything on CuPy.
+"""
+from __future__ import annotations
+
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as _np
+
+GRAIN = 1 << 17  # elements per thread at least
+CHUNK = 1 << 15  # a multi-pass kernel walks its range in pieces this long, so its passes stay in cache
+
+_threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+_pool: ThreadPoolExecutor | None = None
+_local = threading.local()  # set inside the pool's workers: no nested splitting
+
+
+def set_num_threads(n: int) -> None:
+    global _threads, _pool
+    if int(n) < 1:
+        raise ValueError(f"set_num_threads: expected a positive number of threads, got {n}")
+    _threads = int(n)
+    if _pool is not None:
+        _pool.shutdown(wait=True)
+        _pool = None
+
+
+def get_num_threads() -> int:
+    return _threads
+
+
+def _mark_worker():
+    _local.worker = True
+
+
+def parallel_for(n: int, fn) -> None:
+    """``fn(start, stop)`` over ranges covering [0, n): one range per thread when n is large enough,
+    the first on the calling thread. ``fn`` must release the GIL to gain anything (numpy ufuncs do)."""
+    global _pool
+    k = min(_threads, n // GRAIN)
+    if k <= 1 or getattr(_local, "worker", False):
+        fn(0, n)
+        return
+    if _pool is None:
+        _pool = ThreadPoolExecutor(_threads - 1, thread_name_prefix="engine", initializer=_mark_worker)
+    bounds = [n * i // k for i in range(k + 1)]
+    futures = [_pool.submit(fn, bounds[i], bounds[i + 1]) for i in range(1, k)]
+    try:
+        fn(bounds[0], bounds[1])
+    finally:
+        for f in futures:
+            f.result()
+
+
+def flat_views(xp, *arrays):
+    """1-D views of same-sized C-contiguous numpy arrays (None passes through), or None when one of
+    them is not such an array (then a kernel runs on the arrays whole)."""
+    if xp is not _np:
+        return None
+    out = []
+    size = None
+    for a in arrays:
+        if a is None:
+            out.append(None)
+            continue
+        if not a.flags.c_contiguous or (size is not None and a.size != size):
+            return None
+        size = a.size
+        out.append(a.reshape(-1))
+    return out
+
+
+def map_chunks(xp, fn, *arrays, chunk: int | None = -1) -> None:
+    """``fn(*pieces)`` over matching pieces of ``arrays`` (same size, updated in place): pieces of
+    ``chunk`` elements (default CHUNK; None: one piece per thread), spread over the threads, when they are contiguous
+    numpy arrays; else once on the whole arrays. Pieces that fit in the cache speed up kernels of many
+    passes over several arrays."""
+    flat = flat_views(xp, *arrays)
+    if flat is None:
+        fn(*arrays)
+        return
+    n = next(a.size for a in flat if a is not None)
+    chunk = CHUNK if chunk == -1 else chunk
+
+    def run(start, stop):
+        for s in range(start, stop, chunk or stop - start):
+            e = min(s + (chunk or stop), stop)
+            fn(*(None if a is None else a[s:e] for a in flat))
+
+    parallel_for(n, run)
+
+
+def ufunc(xp, f, *args, out=None, **kwargs):
+    """``f(*args, out=out, **kwargs)`` for a numpy ufunc on same-shaped arrays (and scalars), split
+    over the threads when the arrays are big and contiguous."""
+    arrays = [a for a in args if isinstance(a, _np.ndarray)]
+    if xp is not _np or _threads == 1 or not arrays or arrays[0].size < 2 * GRAIN:
+        return f(*args, out=out, **kwargs)
+    shape = arrays[0].shape
+    if any(a.shape != shape or not a.flags.c_contiguous for a in arrays + ([out] if out is not None else [])):
+        return f(*args, out=out, **kwargs)
+    flat_args = [a.reshape(-1) if isinstance(a, _np.ndarray) else a for a in args]
+    if out is None:  # the result's dtype, as f decides it, from a one-element call
+        dtype = f(*(a[:1] if isinstance(a, _np.ndarray) else a for a in flat_args), **kwargs).dtype
+        out = _np.empty(shape, dtype=dtype)
+    flat_out = out.reshape(-1)
+
+    def run(start, stop):
+        f(*(a[start:stop] if isinstance(a, _np.ndarray) else a for a in flat_args),
+          out=flat_out[start:stop], **kwargs)
+
+    parallel_for(flat_out.size, run)
+    return out

@@ -1,0 +1,76 @@
+"""Intra-op threads (engine/_parallel.py): split passes give the same bits as unsplit ones."""
+import numpy as np
+import pytest
+
+import engine
+from engine import _parallel
+
+
+@pytest.fixture
+def small_grain(monkeypatch):
+    """Split even small arrays, into uneven pieces (3 threads, chunks not dividing the ranges)."""
+    monkeypatch.setattr(_parallel, "GRAIN", 7)
+    monkeypatch.setattr(_parallel, "CHUNK", 5)
+    before = engine.get_num_threads()
+    yield
+    engine.set_num_threads(before)
+
+
+def _run(threads, fn):
+    engine.set_num_threads(threads)
+    return fn()
+
+
+def test_set_num_threads():
+    before = engine.get_num_threads()
+    try:
+        engine.set_num_threads(3)
+        assert engine.get_num_threads() == 3
+        with pytest.raises(ValueError):
+            engine.set_num_threads(0)
+    finally:
+        engine.set_num_threads(before)
+
+
+def test_parallel_for_covers_the_range(small_grain):
+    engine.set_num_threads(3)
+    seen = []
+    _parallel.parallel_for(100, lambda a, b: seen.append((a, b)))
+    assert sorted(seen) == [(0, 33), (33, 66), (66, 100)]
+
+
+def test_relu_and_its_gradient_split(small_grain):
+    def step():
+        x = engine.tensor(np.random.default_rng(0).standard_normal((6, 50)).astype(np.float32),
+                          requires_grad=True)
+        y = engine.relu(x)
+        y.backward(engine.ones_like(y) * 3)
+        return y.detach().numpy(), x.grad.numpy()
+
+    (y1, g1), (y3, g3) = _run(1, step), _run(3, step)
+    assert np.array_equal(y1, y3) and np.array_equal(g1, g3)
+    assert np.array_equal(g3, np.where(y3 > 0, 3, 0))
+
+
+@pytest.mark.parametrize("opt", ["Adam", "AdamW"])
+def test_adam_split(small_grain, opt):
+    def run():
+        engine.manual_seed(0)
+        w = engine.nn.Parameter(engine.randn(7, 13))
+        o = getattr(engine.optim, opt)([w], lr=0.1, weight_decay=0.1)
+        for _ in range(3):
+            o.zero_grad()
+            (w * w).sum().backward()
+            o.step()
+        return w.detach().numpy()
+
+    assert np.array_equal(_run(1, run), _run(3, run))
+
+
+def test_ufunc_split_dtype_and_fallback(small_grain):
+    engine.set_num_threads(3)
+    a = np.arange(100, dtype=np.int32).reshape(10, 10)
+    out = _parallel.ufunc(np, np.maximum, a, np.int32(50))
+    assert out.dtype == np.int32 and np.array_equal(out, np.maximum(a, 50))
+    t = a.T  # not contiguous: one call on the whole
+    assert np.array_equal(_parallel.ufunc(np, np.maximum, t, np.int32(50)), np.maximum(t, 50))
