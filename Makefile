@@ -16,9 +16,11 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
-# Until the service exists: the engine trains the seed's recurrent cell.
+# The whole service on its embedded default: Redis, the API on http://$(FITA_HOST):$(FITA_PORT) and
+# $(FITA_WORKERS) worker(s), in the foreground; Ctrl-C stops all of it. Honours FITA_HOST, FITA_PORT,
+# FITA_DATA_DIR, FITA_WORKERS and REDIS_URL (see workers/settings.py).
 run: $(STAMP)
-	$(PY) examples/seed_rnn.py
+	$(VENV)/bin/fita up
 
 # Two test processes on two cores: each keeps BLAS (numpy's and torch's) to one thread, since
 # oversubscribed BLAS threads make small matrix products 20-100x slower here.

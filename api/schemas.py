@@ -57,6 +57,7 @@ class Job(BaseModel):
     status: Literal[STATUSES]  # type: ignore[valid-type]
     phase: Literal[PHASES] | None = None  # type: ignore[valid-type]
     queue: str | None = None
+    worker: str | None = Field(None, description="the RQ worker running (or that last ran) the job")
     attempt: int = 0
     restarts: int = 0
     created_at: float

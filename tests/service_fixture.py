@@ -1,0 +1,132 @@
+"""The whole service as real processes, for integration tests: a real Redis (the embedded server), the API
+(``fita api``, uvicorn on a free loopback port, spoken to over real HTTP) and RQ workers (``fita worker``).
+
+    from service_fixture import service  # noqa: F401   (module-scoped: one service per test module)
+
+    def test_x(service):
+        r = service.client("t1").post("/v1/jobs", json=spec)
+
+Tenants ``t1`` and ``t2`` have keys (``FITA_API_KEYS``). Settings are tightened so the tests need not
+wait: the sweep runs every 0.5 s, a cancel's grace period is 5 s, SSE keep-alives every second, uploads
+are capped at 2 MiB. ``Service.start_worker()`` adds a worker; ``wait_for`` polls a job.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import pytest
+
+from workers.redis_server import RedisServer, free_port
+
+ROOT = Path(__file__).resolve().parents[1]
+KEYS = {"t1": "key-one-for-tests", "t2": "key-two-for-tests"}
+UPLOAD_LIMIT = 2 << 20
+FINAL = {"succeeded", "failed", "cancelled"}
+
+
+@dataclass
+class Service:
+    url: str
+    data_dir: Path
+    redis_url: str
+    env: dict
+    api: subprocess.Popen | None = None
+    workers: list = field(default_factory=list)
+
+    def client(self, tenant: str | None = "t1", **kw) -> httpx.Client:
+        headers = {"Authorization": f"Bearer {KEYS[tenant]}"} if tenant else {}
+        return httpx.Client(base_url=self.url, headers=headers, timeout=60, **kw)
+
+    def start_worker(self, queues: str = "cpu", name: str | None = None, **env) -> subprocess.Popen:
+        name = name or f"test-worker-{len(self.workers)}-{os.getpid()}"
+        p = subprocess.Popen([sys.executable, "-m", "fita", "worker", "--queues", queues, "--name", name,
+                              "--log-level", "WARNING"], env={**self.env, **env}, cwd=ROOT)
+        p.worker_name = name
+        self.workers.append(p)
+        return p
+
+    def wait_ready(self, queue: str = "cpu", timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        with httpx.Client(base_url=self.url) as c:
+            while time.monotonic() < deadline:
+                try:
+                    r = c.get("/readyz")
+                    if r.status_code == 200 and r.json()["queues"][queue]["workers"] > 0:
+                        return
+                except httpx.TransportError:
+                    pass
+                time.sleep(0.1)
+        raise TimeoutError(f"no worker on queue {queue} after {timeout} s")
+
+    def wait_for(self, job_id: str, until=lambda job: job["status"] in FINAL, tenant: str = "t1",
+                 timeout: float = 180.0) -> dict:
+        """Poll the job until ``until(job)``; the job. (A bound on waiting, not a speed check.)"""
+        deadline = time.monotonic() + timeout
+        with self.client(tenant) as c:
+            while True:
+                job = c.get(f"/v1/jobs/{job_id}").json()
+                if until(job):
+                    return job
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"job {job_id} still {job['status']} after {timeout} s: {job}")
+                time.sleep(0.1)
+
+    def stop(self) -> None:
+        for p in [*self.workers, self.api]:
+            if p is not None and p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+        for p in [*self.workers, self.api]:
+            if p is None:
+                continue
+            try:
+                p.wait(30)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+
+
+def start_service(data_dir: Path, redis_url: str, workers: int = 1, **env) -> Service:
+    port = free_port()
+    full_env = {**os.environ, "FITA_DATA_DIR": str(data_dir), "REDIS_URL": redis_url, "FITA_PORT": str(port),
+                "FITA_API_KEYS": ",".join(f"{t}:{k}" for t, k in KEYS.items()), "FITA_SWEEP_INTERVAL_S": "0.5",
+                "FITA_CANCEL_GRACE_S": "5", "FITA_SSE_KEEPALIVE_S": "1", "FITA_MAX_UPLOAD_BYTES": str(UPLOAD_LIMIT),
+                "FITA_METRICS_FLUSH_S": "0.2", "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1",
+                "PYTHONPATH": str(ROOT), **env}
+    svc = Service(f"http://127.0.0.1:{port}", data_dir, redis_url, full_env)
+    svc.api = subprocess.Popen([sys.executable, "-m", "fita", "api", "--log-level", "WARNING"], env=full_env,
+                               cwd=ROOT)
+    for _ in range(workers):
+        svc.start_worker()
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            if httpx.get(svc.url + "/healthz").status_code == 200:
+                break
+        except httpx.TransportError:
+            pass
+        if svc.api.poll() is not None or time.monotonic() > deadline:
+            svc.stop()
+            raise RuntimeError("the API did not start")
+        time.sleep(0.1)
+    if workers:
+        svc.wait_ready()
+    return svc
+
+
+@pytest.fixture(scope="module")
+def service(tmp_path_factory):
+    data_dir = tmp_path_factory.mktemp("fita")
+    redis = RedisServer(data_dir, write_url_file=False).start()
+    svc = start_service(data_dir, redis.url)
+    try:
+        yield svc
+    finally:
+        svc.stop()
+        redis.stop()
