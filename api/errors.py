@@ -61,7 +61,18 @@ def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
     param = _field(tuple(first.get("loc", ())))
     message = first.get("msg", "invalid request")
     if first.get("type") == "json_invalid":
-        code, message = "invalid_json", f"the body is not valid JSON: {first.get('ctx', {}).get('error', message)}"
+        # its loc is ("body", <character offset>): a position, not a field; the code is the one a
+        # malformed job spec gets (workers.spec)
+        where = f" at character {param[1:-1]}" if param else ""
+        code, message = "invalid_syntax", f"malformed JSON{where}: {first.get('ctx', {}).get('error', message)}"
+        param = None
+    elif tuple(first.get("loc", ())) == ("body",):   # the body as a whole: absent, not JSON, not an object
+        media = (request.headers.get("content-type") or "").split(";")[0].strip().lower()
+        if media and media != "application/json" and not media.endswith("+json"):
+            return respond(415, "unsupported_media_type", f"cannot read a body of type {media!r}: send JSON "
+                           "(application/json)")
+        code = "missing_field" if first.get("type") == "missing" else "invalid_value"
+        message = f"the request body must be a JSON object: {message}"
     else:
         code = "missing_field" if first.get("type") == "missing" else "invalid_value"
         message = f"{param}: {message}" if param else message
