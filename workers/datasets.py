@@ -25,7 +25,8 @@ corpus directory (``DataSettings.corpus_dir``, default the repository's ``data/`
 the vocabulary is the corpus's sorted distinct characters, inputs are non-overlapping windows of
 ``seq_len`` character ids and targets the same windows shifted by one (next-character prediction).
 ``upload:<id>`` is a dataset uploaded to the service (``.npz`` with arrays ``x`` and ``y``, or CSV with
-a header and a target column); the API passes ``resolve_upload`` (id -> path).
+a header and a target column); the API passes ``resolve_upload`` (id -> path, or (path, the ``target`` and
+``task`` it was uploaded with): a spec that names no target reads the upload as it was described).
 
 Splits: ``validation_split`` of the samples go to validation, chosen by a permutation drawn from
 the seed (reproducible); text is split at the end instead (the last windows), so that validation
@@ -391,6 +392,9 @@ def load_npz(path: str | Path, *, max_bytes: int | None = None) -> tuple[np.ndar
         raise DatasetError("invalid_dataset", "file: need at least 2 samples", "file")
     if y.ndim > 2:
         raise DatasetError("invalid_dataset", f"file: y must be (N,) or (N, k), got shape {list(y.shape)}", "file")
+    if 0 in x.shape[1:] or 0 in y.shape[1:]:
+        raise DatasetError("invalid_dataset", f"file: x {list(x.shape)} and y {list(y.shape)} need at least one "
+                           "value per sample", "file")
     return x, y
 
 
@@ -460,6 +464,15 @@ def _numeric(values: list[str]) -> np.ndarray | None:
     return arr if np.isfinite(arr).all() else None
 
 
+_MAX_CLASSES = 1 << 16   # more classes than this in an upload is a mistake (an id column as the target)
+
+
+def _check_classes(k: int, what: str) -> None:
+    if k > _MAX_CLASSES:
+        raise DatasetError("invalid_dataset", f"file: {what}; at most {_MAX_CLASSES} classes are supported (for a "
+                           "numeric target, use task: regression)", "file")
+
+
 def _upload(data: DataSpec, resolve_upload: Callable[[str], Any] | None, settings: DataSettings) -> _Raw:
     ident = data.dataset[len(UPLOAD_PREFIX):]
     if not _NAME.match(ident):
@@ -467,10 +480,13 @@ def _upload(data: DataSpec, resolve_upload: Callable[[str], Any] | None, setting
     if resolve_upload is None:
         raise DatasetError("unknown_dataset", "data.dataset: uploaded datasets are only available through the "
                            "service", "data.dataset")
-    path = resolve_upload(ident)
+    found = resolve_upload(ident)
+    path, own = found if isinstance(found, tuple) else (found, {})
     if path is None or not Path(path).is_file():
         raise DatasetError("unknown_dataset", f"data.dataset: no uploaded dataset {ident!r}", "data.dataset")
     path = Path(path)
+    if data.target is None:   # the target (and task) the upload was described with, not the last column
+        data = data.model_copy(update={"target": own.get("target"), "task": data.task or own.get("task")})
     if path.suffix.lower() == ".npz":
         if data.target is not None:
             raise DatasetError("invalid_value", "data.target: names a CSV column; this dataset is an .npz",
@@ -488,6 +504,7 @@ def _upload(data: DataSpec, resolve_upload: Callable[[str], Any] | None, setting
             if y.min() < 0:
                 raise DatasetError("invalid_dataset", "file: class ids in y must be 0 or more", "file")
             k = int(y.max()) + 1
+            _check_classes(k, f"class ids in y go up to {k - 1}")
             return _Raw(x.astype(np.float64), y, task, max(k, 2), list(range(max(k, 2))),
                         options={"task": task}, description=f"uploaded .npz {ident}")
     else:
@@ -505,6 +522,8 @@ def _upload(data: DataSpec, resolve_upload: Callable[[str], Any] | None, setting
             classes = [int(v) if isinstance(v, float) and v.is_integer() else v for v in labels]
             if len(classes) < 2:
                 raise DatasetError("invalid_dataset", "file: the target column has a single class", "file")
+            _check_classes(len(classes), f"the target column {table.target_name!r} has {len(classes)} distinct "
+                           "values")
             return _Raw(x, y, task, len(classes), classes, feature_names=feature_names,
                         options={"task": task, "target": table.target_name}, description=f"uploaded CSV {ident}")
         if num is None:

@@ -6,7 +6,8 @@
     fita:tenant:<tenant>:datasets          sorted set: the tenant's dataset ids by created_at
 
 A spec names an upload as ``data.dataset: upload:<id>``; ``resolver(tenant)`` gives the function that
-workers.datasets calls to find the file, and it only finds the tenant's own datasets.
+workers.datasets calls to find the file (and the target and task it was uploaded with, which a spec that
+names no target reads it with), and it only finds the tenant's own datasets.
 """
 from __future__ import annotations
 
@@ -90,16 +91,17 @@ class Uploads:
             p.zrem(self._index(record["tenant"]), dataset_id)
             p.execute()
 
-    def path(self, dataset_id: str, tenant: str) -> Path | None:
-        """The local file of the tenant's dataset ``dataset_id``, or None."""
+    def resolve(self, dataset_id: str, tenant: str) -> tuple[Path, dict] | None:
+        """The local file of the tenant's dataset ``dataset_id`` and the ``target`` and ``task`` it was
+        uploaded with, or None."""
         record = self.get(dataset_id, tenant)
         if record is None:
             return None
         path = self.store.local_path(self.file_key(dataset_id, record["suffix"]))
         if not path.is_file():
             raise ArtifactNotFound(f"dataset {dataset_id}: its file is missing from the artifact store")
-        return path
+        return path, {"target": record.get("target"), "task": record.get("task")}
 
-    def resolver(self, tenant: str) -> Callable[[str], Path | None]:
+    def resolver(self, tenant: str) -> Callable[[str], tuple[Path, dict] | None]:
         """What workers.datasets calls with the id of ``upload:<id>``."""
-        return lambda dataset_id: self.path(dataset_id, tenant)
+        return lambda dataset_id: self.resolve(dataset_id, tenant)

@@ -131,7 +131,9 @@ async def upload_dataset(request: Request, svc: ServicesDep, tenant: TenantDep, 
                                              target=fields.get("target") or target, task=task,
                                              data_settings=svc.data_settings)
         except DatasetError as e:
-            raise ApiError(422, e.code, e.message, e.param) from None
+            # the loader names a job spec's data.target / data.task; here they are this request's fields
+            param = e.param.removeprefix("data.") if e.param else None
+            raise ApiError(422, e.code, e.message.replace(f"{e.param}: ", f"{param}: ", 1), param) from None
     return Dataset(**record)
 
 
@@ -179,6 +181,9 @@ def get_dataset(dataset_id: str, svc: ServicesDep, tenant: TenantDep):
 
 @router.delete("/{dataset_id}", response_model=Deleted, summary="Delete an uploaded dataset")
 def delete_dataset(dataset_id: str, svc: ServicesDep, tenant: TenantDep):
+    if dataset_id in {d["name"] for d in builtin_datasets(svc.data_settings)}:   # GET finds it: not a 404
+        raise ApiError(409, "builtin_dataset", f"{dataset_id} is a built-in dataset; only uploaded datasets (ds_...) "
+                       "can be deleted", "dataset_id")
     try:
         record = svc.uploads.get(dataset_id, tenant)
     except InvalidKeyError:
