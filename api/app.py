@@ -19,7 +19,7 @@ from workers.datasets import DataSettings
 from workers.predict import PredictorCache
 from workers.queue import rq_connection, sweep
 from workers.records import Records
-from workers.redis_server import connect, resolve_redis_url
+from workers.redis_server import connect, connect_async, resolve_redis_url
 from workers.settings import Settings
 from workers.store import LocalStore
 from workers.uploads import Uploads
@@ -80,7 +80,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         url = resolve_redis_url(settings)
         records = Records(connect(url))
         store = LocalStore(settings.artifacts_dir)
-        svc = Services(settings=settings, records=records, rq=rq_connection(url), store=store,
+        svc = Services(settings=settings, records=records, rq=rq_connection(url), aredis=connect_async(url), store=store,
                        uploads=Uploads(records.r, store), keys=KeyRing(settings), predictors=PredictorCache(store),
                        data_settings=DataSettings.from_env())
         if svc.keys.empty():
@@ -96,6 +96,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 await sweeper
             records.r.close()
             svc.rq.close()
+            await svc.aredis.aclose()
 
     app = FastAPI(title="Fita", version="0.1.0", lifespan=lifespan,
                   description="Training as a service: submit a model and a training job as JSON or YAML, watch "

@@ -5,6 +5,7 @@ from dataclasses import dataclass
 from typing import Annotated
 
 import redis
+import redis.asyncio
 from fastapi import Depends, Header, Request
 
 from workers.datasets import DataSettings
@@ -24,6 +25,7 @@ class Services:
     settings: Settings
     records: Records
     rq: redis.Redis              # RQ's own client (bytes)
+    aredis: redis.asyncio.Redis  # for hot read paths that need no thread (GET /v1/jobs/{id})
     store: LocalStore
     uploads: Uploads
     keys: KeyRing
@@ -35,13 +37,13 @@ class Services:
         return SpecLimits.from_settings(self.settings)
 
 
-def services(request: Request) -> Services:
+async def services(request: Request) -> Services:
     return request.app.state.services
 
 
-def tenant(request: Request, authorization: Annotated[str | None, Header()] = None) -> str:
+async def tenant(request: Request, authorization: Annotated[str | None, Header()] = None) -> str:
     """The caller's tenant from ``Authorization: Bearer <key>``; 401 otherwise."""
-    keys = services(request).keys
+    keys = request.app.state.services.keys
     scheme, _, key = (authorization or "").partition(" ")
     if not authorization:
         raise ApiError(401, "missing_api_key", "send your API key as 'Authorization: Bearer <key>' (`fita keys "

@@ -112,6 +112,20 @@ def _rank_after(client: redis.Redis, key: str, after: str | None) -> int:
     return rank + 1
 
 
+def decode_job(raw: dict, tenant: str | None = None) -> dict | None:
+    """A job hash as HGETALL returns it -> the record ``Records.get_job`` returns (None if empty or another
+    tenant's). Shared with readers that fetch the hash themselves (the API's async path)."""
+    if not raw:
+        return None
+    job = {k: json.loads(v) for k, v in raw.items()}
+    if tenant is not None and job["tenant"] != tenant:
+        return None
+    for internal in ("hw_train", "hw_validation"):
+        job.pop(internal, None)
+    job["latest_metrics"] = {"train": job.pop("last_train", None), "validation": job.pop("last_validation", None)}
+    return job
+
+
 def _finite(obj):
     """``obj`` with non-finite floats replaced by None, so the JSON is strict."""
     if isinstance(obj, float):
@@ -264,16 +278,7 @@ class Records:
     def get_job(self, job_id: str, tenant: str | None = None) -> dict | None:
         """The record as a dict (None if there is none, or it belongs to another tenant). Latest metrics
         are under ``latest_metrics`` {"train": {...}, "validation": {...}}."""
-        raw = self.r.hgetall(self.job_key(job_id))
-        if not raw:
-            return None
-        job = {k: json.loads(v) for k, v in raw.items()}
-        if tenant is not None and job["tenant"] != tenant:
-            return None
-        for internal in ("hw_train", "hw_validation"):
-            job.pop(internal, None)
-        job["latest_metrics"] = {"train": job.pop("last_train", None), "validation": job.pop("last_validation", None)}
-        return job
+        return decode_job(self.r.hgetall(self.job_key(job_id)), tenant)
 
     def update_job(self, job_id: str, *, attempt_id: int | None = None, **fields: Any) -> None:
         """Set plain fields: ``phase``, ``progress`` (epoch, step, total_steps, samples_per_s, eta_s),

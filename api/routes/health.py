@@ -15,7 +15,7 @@ router = APIRouter(tags=["health"])
 
 
 @router.get("/healthz", summary="The API process is up")
-def healthz():
+async def healthz():
     return {"status": "ok"}
 
 
