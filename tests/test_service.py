@@ -178,6 +178,29 @@ def test_cancel_a_running_job(service):
     assert submit_and_wait(service, iris())["status"] == "succeeded"     # the worker is free again
 
 
+def test_cancel_stops_a_job_that_does_not_answer(service):
+    """The training loop cannot see the cancel (its process is frozen with SIGSTOP): after the grace
+    period (5 s here) the sweep has RQ kill the work process and the worker records the job cancelled."""
+    job = submit(service, iris(epochs=5000))
+    service.wait_for(job["id"], running_past(20))
+    worker = next(w for w in service.workers if w.poll() is None)
+    horse = _work_process_of(worker.pid)
+    os.kill(horse, signal.SIGSTOP)
+    try:
+        with service.client() as c:
+            assert c.post(f"/v1/jobs/{job['id']}/cancel").json()["status"] == "cancelling"
+        done = service.wait_for(job["id"], timeout=60)
+    finally:
+        try:
+            os.kill(horse, signal.SIGCONT)
+        except ProcessLookupError:
+            pass
+    assert done["status"] == "cancelled"
+    assert done["status_transitions"][-1]["time"] - done["status_transitions"][-2]["time"] >= 5   # the grace
+    _wait_gone(horse)
+    assert submit_and_wait(service, iris())["status"] == "succeeded"     # the worker goes on serving
+
+
 def submit_and_wait(service, spec):
     return service.wait_for(submit(service, spec)["id"])
 
