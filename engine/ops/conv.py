@@ -15,17 +15,14 @@ other two as its derivatives, so gradients of gradients need no further code:
 Pooling works the same way: each pooling op and its adjoint (scatter back into the windows) are each
 other's backward.
 
-Layouts. Columns are offset-major within each group: (N, G, kh*kw, C/G, Ho, Wo), so that each kernel
-offset's slab is contiguous per sample (col2im reads it twice as fast as with the offset innermost),
-and the weight is reordered to match (a small copy). The forward and transposed convolutions keep the
-batch first and run one GEMM per sample and group in a single stacked matmul, which writes NCHW
-directly: on the CPU that beats one large GEMM whose result must be transposed back, most of all for
-thin GEMMs like a first layer's (C*kh*kw = 9), where BLAS threading does badly. The weight gradient of
-a Convolution reuses that forward's columns (the node keeps them until its backward): one GEMM per
-sample on their transpose (a view), summed over the batch. A ConvolutionWeight without them (double
-backward, transposed convolutions) builds channel-major columns, (G, kh*kw, C/G, N, Ho, Wo), for one
-GEMM per group with a long reduction. col2im adds into the unpadded result directly. unfold/fold are
-im2col/col2im with groups = C, which is PyTorch's (C, kh*kw) order.
+Layouts. The convolutions walk the batch in blocks of samples whose columns fill about a megabyte
+(``BLOCK``), so each block's columns are written and read back while still in cache (and never stored
+for the whole batch: the weight gradient builds them again, block by block, which is cheaper than
+keeping ~60 MB and reading it back from memory). Within a block the columns are channel-major,
+(G, kh*kw, C/G, B, Ho, Wo), and each group is one GEMM against the weight reordered to match (a small
+copy); its (O, B*Ho*Wo) result is written back to NCHW by one strided copy. col2im adds into the
+unpadded result directly. unfold/fold are im2col/col2im with groups = C, which is PyTorch's (C,
+kh*kw) order.
 
 Max pooling reads each kernel offset's strided view in place (no copy of the windows): the max is a
 chain of pairwise maxima, the argmax the count of leading offsets strictly below it.
@@ -116,25 +113,26 @@ def _im2col(xp, x, geo: Geometry, out, groups: int, channel_major: bool = False)
     return cols
 
 
-def _col2im(xp, cols, geo: Geometry, size):
-    """The adjoint of ``_im2col``: columns (N, G, kh*kw, C/G, Ho, Wo) summed back into (N, C, *size),
-    added straight into the unpadded result (what falls in the padding is dropped). An offset whose
-    outputs cover the whole input (the centre of a 'same' convolution) is written first, without a
-    zero fill."""
-    N, G, _, Cg, oh, ow = cols.shape
+def _col2im(xp, cols, geo: Geometry, size, dst=None):
+    """The adjoint of ``_im2col``: columns (P, kh*kw, *Q, Ho, Wo) summed back into (P, *Q, *size), added
+    straight into the unpadded result (what falls in the padding is dropped), which is ``dst`` when
+    given (a view may do; its contents are overwritten). An offset whose outputs cover the whole input
+    (the centre of a 'same' convolution) is written first, without a zero fill."""
+    oh, ow = cols.shape[-2:]
     pieces = [(k, outs, ins) for k, outs, ins in geo.clipped((oh, ow), size) if outs is not None]
     full = next((p for p in pieces if all(i.step == 1 and i.stop - i.start == n for i, n in zip(p[2], size))),
                 None)
-    buf = (xp.empty if full else xp.zeros)((N, G * Cg) + tuple(size), dtype=cols.dtype)
-    dst = buf.reshape((N, G, Cg) + tuple(size))
+    if dst is None:
+        dst = xp.empty((cols.shape[0],) + cols.shape[2:-2] + tuple(size), dtype=cols.dtype)
     if full:
         k, (rows, cs), _ = full
-        dst[...] = cols[:, :, k, :, rows, cs]
-    every = (slice(None),) * 3
+        dst[...] = cols[:, k, ..., rows, cs]
+    else:
+        dst[...] = 0
     for k, (rows, cs), ins in pieces:
         if full is None or k != full[0]:
-            dst[every + ins] += cols[:, :, k, :, rows, cs]
-    return buf
+            dst[(Ellipsis,) + ins] += cols[:, k, ..., rows, cs]
+    return dst
 
 
 def _offset_major(xp, w, groups: int):
@@ -144,24 +142,42 @@ def _offset_major(xp, w, groups: int):
         groups, O // groups, -1)
 
 
+BLOCK = 1 << 18  # elements of columns per block of samples: ~1 MB of float32, which stays in cache
+
+
+def _blocks(N: int, per_sample: int):
+    """Ranges of samples whose columns fill about ``BLOCK`` elements."""
+    step = max(1, min(N, BLOCK // max(1, per_sample)))
+    return [(i, min(i + step, N)) for i in range(0, N, step)]
+
+
+def _channel_major(xp, y, G: int):
+    """(B, O, Ho, Wo) -> contiguous (G, O/G, B*Ho*Wo): a block's output or gradient as a GEMM operand."""
+    B, O = y.shape[:2]
+    return xp.ascontiguousarray(y.reshape(B, O, -1).transpose(1, 0, 2)).reshape(G, O // G, -1)
+
+
 class Convolution(Op):
-    """y = conv(x, w) + b: im2col, then a GEMM per sample and group. ``out`` fixes the output size (only
-    the backward of a transposed convolution with a large output_padding needs one smaller than what
-    the input allows)."""
+    """y = conv(x, w) + b: per block of samples, im2col then one GEMM per group. ``out`` fixes the
+    output size (only the backward of a transposed convolution with a large output_padding needs one
+    smaller than what the input allows)."""
     save_inputs = True
     out = None
 
     def forward(self, x, w, b):
         xp, geo = self.xp, self.geo
         N, out, G, O = x.shape[0], self.out or geo.out_size(x.shape[2:]), geo.groups, w.shape[0]
-        cols = _im2col(xp, x, geo, out, G).reshape(N, G, w[0].size, out[0] * out[1])
-        y = xp.matmul(_offset_major(xp, w, G), cols)  # (N, G, O/G, L): NCHW already
-        # kept for the weight gradient (ConvolutionWeight on x): saves building the columns twice; an
-        # unrecorded node is dropped on return, a recorded one drops them with its saved state
-        self.cols = cols
-        if b is not None:
-            y += b.reshape(G, O // G, 1)
-        return y.reshape((N, O) + tuple(out))
+        L = out[0] * out[1]
+        wm = _offset_major(xp, w, G)
+        bias = b.reshape(G, O // G, 1) if b is not None else None
+        y = xp.empty((N, O) + tuple(out), dtype=x.dtype)
+        for i, j in _blocks(N, w[0].size * L):
+            cols = _im2col(xp, x[i:j], geo, out, G, channel_major=True).reshape(G, -1, (j - i) * L)
+            yb = xp.matmul(wm, cols)  # (G, O/G, B*L)
+            if bias is not None:
+                yb += bias
+            y[i:j].reshape(j - i, O, L).transpose(1, 0, 2)[...] = yb.reshape(O, j - i, L)
+        return y
 
     def backward(self, g):
         x, w, b = self.inputs
@@ -169,7 +185,7 @@ class Convolution(Op):
         if self.needs_grad(0):
             gx = ConvolutionTranspose.apply(g, w, None, geo=self.geo, size=tuple(x.shape[2:]))
         if self.needs_grad(1):
-            gw = ConvolutionWeight.apply(x, g, geo=self.geo, cols=self.cols)
+            gw = ConvolutionWeight.apply(x, g, geo=self.geo)
         if self.needs_grad(2):
             gb = g.sum((0, 2, 3))
         return gx, gw, gb
@@ -182,10 +198,13 @@ class ConvolutionTranspose(Op):
 
     def forward(self, y, w, b):
         xp, geo = self.xp, self.geo
-        (N, O), G, K = y.shape[:2], geo.groups, geo.kernel[0] * geo.kernel[1]
-        wt = xp.ascontiguousarray(_offset_major(xp, w, G).transpose(0, 2, 1))
-        cols = xp.matmul(wt, y.reshape(N, G, O // G, y.shape[2] * y.shape[3]))  # (N, G, K * C/G, L)
-        x = _col2im(xp, cols.reshape((N, G, K, w.shape[1]) + y.shape[2:]), geo, self.size)
+        (N, O), G, K, Cg = y.shape[:2], geo.groups, geo.kernel[0] * geo.kernel[1], w.shape[1]
+        wt = xp.ascontiguousarray(_offset_major(xp, w, G).transpose(0, 2, 1))  # (G, K * C/G, O/G)
+        x = xp.empty((N, G * Cg) + tuple(self.size), dtype=y.dtype)
+        for i, j in _blocks(N, K * Cg * G * y.shape[2] * y.shape[3]):
+            cols = xp.matmul(wt, _channel_major(xp, y[i:j], G))  # (G, K * C/G, B*L)
+            dst = x[i:j].reshape((j - i, G, Cg) + tuple(self.size)).transpose(1, 2, 0, 3, 4)  # a view
+            _col2im(xp, cols.reshape((G, K, Cg, j - i) + y.shape[2:]), geo, self.size, dst)
         if b is not None:
             x += b.reshape(-1, 1, 1)
         return x
@@ -204,25 +223,19 @@ class ConvolutionTranspose(Op):
 
 class ConvolutionWeight(Op):
     """The adjoint of Convolution in w: x (N, C, H, W) and y (N, O, Ho, Wo) -> (O, C/groups, kh, kw).
-    A sum over the batch: one GEMM per group on channel-major operands, reducing over N*Ho*Wo."""
+    A sum over the batch: per block of samples, one GEMM per group on channel-major operands."""
     save_inputs = True
-    cols = None  # the forward's columns of x, (N, G, kh*kw * C/G, Ho*Wo), when Convolution kept them
 
     def forward(self, x, y):
         xp, geo = self.xp, self.geo
         (N, C), (O, *out), G = x.shape[:2], y.shape[1:], self.geo.groups
-        K = geo.kernel[0] * geo.kernel[1]
-        cols, self.cols = self.cols, None
-        if cols is not None:
-            # one GEMM per sample and group on the transposed columns (a view), summed over the batch:
-            # cheaper than building channel-major columns again
-            gw = xp.matmul(y.reshape(N, G, O // G, out[0] * out[1]), cols.transpose(0, 1, 3, 2)).sum(0)
-            gw = xp.ascontiguousarray(gw.reshape(O, K, C // G).transpose(0, 2, 1))
-            return gw.reshape((O, C // G) + geo.kernel)
-        cols = _im2col(xp, x, geo, out, G, channel_major=True).reshape(G, K * (C // G), N * out[0] * out[1])
-        ys = xp.ascontiguousarray(y.transpose(1, 0, 2, 3)).reshape(G, O // G, N * out[0] * out[1])
-        # 2-D GEMMs: numpy's stacked matmul leaves BLAS for a slow loop on a transposed operand
-        gw = xp.stack([ys[i] @ cols[i].T for i in range(G)])  # (G, O/G, K * C/G)
+        K, L = geo.kernel[0] * geo.kernel[1], out[0] * out[1]
+        gw = xp.zeros((G, O // G, K * (C // G)), dtype=x.dtype)
+        for i, j in _blocks(N, K * C * L):
+            cols = _im2col(xp, x[i:j], geo, out, G, channel_major=True).reshape(G, K * (C // G), (j - i) * L)
+            ys = _channel_major(xp, y[i:j], G)
+            for k in range(G):  # 2-D GEMMs: numpy's stacked matmul leaves BLAS on a transposed operand
+                gw[k] += ys[k] @ cols[k].T
         gw = xp.ascontiguousarray(gw.reshape(O, K, C // G).transpose(0, 2, 1))  # back to (O, C/G, K)
         return gw.reshape((O, C // G) + geo.kernel)
 
@@ -255,7 +268,8 @@ class Col2Im(Op):
     def forward(self, cols):
         N, K = cols.shape[0], self.geo.kernel[0] * self.geo.kernel[1]
         out = self.geo.out_size(self.size)
-        return _col2im(self.xp, cols.reshape((N, cols.shape[1] // K, K, 1) + out), self.geo, self.size)
+        return _col2im(self.xp, cols.reshape((N * (cols.shape[1] // K), K) + out), self.geo, self.size).reshape(
+            (N, cols.shape[1] // K) + tuple(self.size))
 
     def backward(self, g):
         return Im2Col.apply(g, geo=self.geo)
