@@ -566,6 +566,42 @@ def test_predict_not_finite(t1, done_job):
                 ("nan or infinite",))
 
 
+@pytest.mark.parametrize("inputs,says", [([[1e39, 1, 2, 3]], ("float32",)), ([[1e308] * 4], ("float32",)),
+                                         ([[10**400, 1, 2, 3]], ("numbers",)), ([["1", "2", "3", "4"]], ("numbers",)),
+                                         ([[1, 2, 3, "4"]], ("numbers",))])
+def test_predict_numbers_out_of_range_or_text(t1, done_job, inputs, says):
+    """Not NaN outputs with a made-up class, not a 500, not strings read as numbers: a 422."""
+    check_error(t1.post(f"/v1/jobs/{done_job['id']}/predict", json={"inputs": inputs}), 422, "invalid_value",
+                "inputs", says)
+
+
+@pytest.fixture(scope="module")
+def lm_job(service, t1, before):
+    """A tiny character model that succeeded (token-id inputs)."""
+    vocab = t1.get("/v1/datasets/text:tinyshakespeare").json()["info"]["vocab_size"]
+    body = {"name": "chars", "model": {"layers": [
+        {"type": "Embedding", "num_embeddings": vocab, "embedding_dim": 8},
+        {"type": "Linear", "in_features": 8, "out_features": vocab}]},
+        "data": {"dataset": "text:tinyshakespeare", "seq_len": 8, "batch_size": 4096},
+        "loss": {"type": "CrossEntropyLoss"}, "optimizer": {"type": "Adam", "lr": 0.01},
+        "training": {"epochs": 1}, "resources": {"device": "cpu"}}
+    job = service.wait_for(submit(t1, body)["id"])
+    assert job["status"] == "succeeded", job
+    return job, vocab
+
+
+def test_predict_token_ids(t1, lm_job):
+    job, vocab = lm_job
+    path = f"/v1/jobs/{job['id']}/predict"
+    r = t1.post(path, json={"inputs": [[0, 1, 2, 3, 4, 5, 6, vocab - 1]]})
+    assert r.status_code == 200, r.text
+    assert len(r.json()["outputs"][0]) == 8 and len(r.json()["outputs"][0][0]) == vocab
+    for bad in ([0, 1, 2, 3, 4, 5, 6, vocab], [0, 1, 2, 3, 4, 5, 6, -1], [0, 1, 2, 3, 4, 5, 6, 1.5]):
+        check_error(t1.post(path, json={"inputs": [bad]}), 422, "invalid_value", "inputs",
+                    ("token ids", str(vocab - 1)))
+    check_error(t1.post(path, json={"inputs": [[0, 1, 2]]}), 422, "invalid_value", "inputs", ("[8]",))
+
+
 @pytest.mark.parametrize("body,code,param", [({}, "missing_field", "inputs"), ({"inputs": []}, "invalid_value",
                                                                                   "inputs"),
                                              ({"inputs": [[1, 2, 3, 4]], "extra": 1}, "invalid_value", "extra"),

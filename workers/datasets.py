@@ -144,19 +144,28 @@ def preprocess_inputs(x, info: DatasetInfo, input_mean: list | None, input_std: 
     of shape (N, *input_shape); a SpecError(param='inputs') when the shape does not fit."""
     dtype = np.int64 if info.input_dtype == "int64" else np.float32
     try:
-        arr = np.asarray(x, dtype=np.float64 if dtype == np.float32 else np.int64)
-    except (TypeError, ValueError) as e:
+        if np.asarray(x).dtype.kind in "US":   # numpy would read "1.5" as a number; JSON strings are not
+            raise TypeError("got strings")
+        arr = np.asarray(x, dtype=np.float64)  # token ids too, so that 1.5 is refused, not truncated
+    except (TypeError, ValueError, OverflowError) as e:
         raise SpecError("invalid_value", f"inputs: expected numbers in nested lists ({e})", "inputs") from None
     if arr.ndim == len(info.input_shape) and tuple(arr.shape) == tuple(info.input_shape):
         arr = arr[None]
     if tuple(arr.shape[1:]) != tuple(info.input_shape):
         raise SpecError("invalid_value", f"inputs: each input must have shape {list(info.input_shape)}, got "
                         f"{list(arr.shape[1:])}", "inputs")
-    if dtype == np.float32:
-        if not np.isfinite(arr).all():
-            raise SpecError("invalid_value", "inputs: NaN or infinite values", "inputs")
-        if input_mean is not None:
-            arr = (arr - np.asarray(input_mean)) / np.asarray(input_std)
+    if not np.isfinite(arr).all():
+        raise SpecError("invalid_value", "inputs: NaN or infinite values", "inputs")
+    if dtype == np.int64:
+        top = info.vocab_size or np.inf
+        if not (np.equal(np.mod(arr, 1), 0).all() and (arr >= 0).all() and (arr < top).all()):
+            raise SpecError("invalid_value", f"inputs: token ids are integers from 0 to {top - 1}", "inputs")
+        return np.ascontiguousarray(arr, dtype=dtype)
+    if input_mean is not None:
+        arr = (arr - np.asarray(input_mean)) / np.asarray(input_std)
+    if (np.abs(arr) > np.finfo(np.float32).max).any():   # they would be inf to the float32 model
+        raise SpecError("invalid_value", "inputs: values beyond float32's range (about 3.4e38) once standardised",
+                        "inputs")
     return np.ascontiguousarray(arr, dtype=dtype)
 
 
