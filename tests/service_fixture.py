@@ -39,6 +39,14 @@ class Service:
     env: dict
     api: subprocess.Popen | None = None
     workers: list = field(default_factory=list)
+    redis: RedisServer | None = None     # set by the fixture, which owns the server
+
+    def restart_redis(self, down_s: float = 2.0) -> None:
+        """Stop Redis (it fsyncs its append-only file), wait, and start it again on the same port."""
+        port = self.redis.port
+        self.redis.stop()
+        time.sleep(down_s)
+        self.redis = RedisServer(self.data_dir, port=port, write_url_file=False).start()
 
     def client(self, tenant: str | None = "t1", **kw) -> httpx.Client:
         headers = {"Authorization": f"Bearer {KEYS[tenant]}"} if tenant else {}
@@ -125,8 +133,9 @@ def service(tmp_path_factory):
     data_dir = tmp_path_factory.mktemp("fita")
     redis = RedisServer(data_dir, write_url_file=False).start()
     svc = start_service(data_dir, redis.url)
+    svc.redis = redis
     try:
         yield svc
     finally:
         svc.stop()
-        redis.stop()
+        svc.redis.stop()

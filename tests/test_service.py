@@ -8,6 +8,7 @@ import io
 import json
 import os
 import signal
+import threading
 import time
 from pathlib import Path
 
@@ -356,6 +357,31 @@ def _wait_gone(pid: int) -> None:
             return
         time.sleep(0.05)
     raise AssertionError(f"work process {pid} outlived its worker")
+
+
+def test_redis_restarted_under_a_running_job(service):
+    """Redis goes away for a few seconds mid-training and comes back from its append-only file: the
+    worker and the API ride it out (clients retry with backoff), the job finishes, nothing is lost."""
+    if not any(w.poll() is None for w in service.workers):
+        service.start_worker()
+    service.wait_ready()
+    job = submit(service, iris(epochs=150, checkpoint_every_steps=100))
+    before = service.wait_for(job["id"], running_past(150))
+    answers = []
+    poll = threading.Thread(target=lambda: answers.append(service.client().get(f"/v1/jobs/{job['id']}")))
+    service.redis.stop()
+    poll.start()                                               # a request while Redis is down
+    time.sleep(2.0)
+    service.restart_redis(down_s=0)
+    poll.join(60)
+    assert answers and answers[0].status_code == 200           # it waited for Redis instead of failing
+    done = service.wait_for(job["id"])
+    assert done["status"] == "succeeded" and done["created_at"] == before["created_at"]
+    with service.client() as c:
+        steps = c.get(f"/v1/jobs/{job['id']}/metrics").json()["train"]["step"]
+        assert steps == list(range(1, done["progress"]["total_steps"] + 1))
+        assert [e["type"] for e in c.get(f"/v1/jobs/{job['id']}/events").json()["data"]][-1] == "succeeded"
+    assert all(w.poll() is None for w in service.workers if w.worker_name == done["worker"])
 
 
 def test_health_and_readiness(service):
