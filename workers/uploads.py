@@ -85,11 +85,12 @@ class Uploads:
         record = self.get(dataset_id)
         if record is None:
             return
-        self.store.delete_prefix(f"datasets/{dataset_id}")
+        # the record first: a spec naming it meanwhile gets unknown_dataset, never a record without its file
         with self.r.pipeline() as p:
             p.delete(self._key(dataset_id))
             p.zrem(self._index(record["tenant"]), dataset_id)
             p.execute()
+        self.store.delete_prefix(f"datasets/{dataset_id}")
 
     def resolve(self, dataset_id: str, tenant: str) -> tuple[Path, dict] | None:
         """The local file of the tenant's dataset ``dataset_id`` and the ``target`` and ``task`` it was
