@@ -360,6 +360,24 @@ def test_multipart_without_a_file(t1, no_new_datasets):
     check_error(r, 422, None, ..., ("file",))
 
 
+def test_multipart_file_without_a_filename(t1):
+    boundary = "b0undary"
+    body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"\r\n\r\n").encode() + \
+        make_csv() + f"\r\n--{boundary}--\r\n".encode()
+    headers = {"Content-Type": f"multipart/form-data; boundary={boundary}"}
+    check_error(t1.post("/v1/datasets", content=body, headers=headers), 422, "missing_field", "filename",
+                ("?filename=",))
+    r = t1.post("/v1/datasets", content=body, headers=headers, params={"filename": "named.csv", "target": "label"})
+    assert r.status_code == 201, r.text
+    assert r.json()["filename"] == "named.csv" and r.json()["info"]["n_samples"] == 60
+    assert t1.delete(f"/v1/datasets/{r.json()['id']}").status_code == 200
+
+
+def test_multipart_with_two_files(t1, no_new_datasets):
+    files = [("file", ("a.csv", make_csv(), "text/csv")), ("file", ("b.csv", make_csv(), "text/csv"))]
+    check_error(t1.post("/v1/datasets", files=files), 422, "invalid_value", "file", ("one file",))
+
+
 def test_multipart_broken(t1, no_new_datasets):
     r = t1.post("/v1/datasets", content=b"--xyz\r\nContent-Disposition: form-data; name=\"file\"\r\n",
                 headers={"Content-Type": "multipart/form-data; boundary=xyz"})

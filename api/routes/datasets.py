@@ -45,6 +45,7 @@ class _Form:
         self._name: bytes = b""
         self._value = b""
         self._part: str | None = None
+        self.file_seen = False
         self.parser = MultipartParser(boundary, {
             "on_part_begin": self._begin, "on_header_field": self._field, "on_header_value": self._hvalue,
             "on_header_end": self._hend, "on_headers_finished": self._headers_done,
@@ -67,7 +68,9 @@ class _Form:
         _, options = parse_options_header(self._headers.get(b"content-disposition", b""))
         name = options.get(b"name", b"").decode(errors="replace")
         if name == "file":
-            self._part = "file"
+            if self.file_seen:   # a second file would be appended to the first in the sink
+                raise ApiError(422, "invalid_value", "file: send one file per upload", "file")
+            self._part, self.file_seen = "file", True
             self.filename = options.get(b"filename", b"").decode(errors="replace") or None
         elif name in _FIELDS:
             self._part = name
@@ -102,7 +105,7 @@ async def _receive(request: Request, dest: Path, limit: int) -> tuple[str | None
                 sink.write(chunk)
         if form is not None:
             form.parser.finalize()
-            if form.filename is None:
+            if not form.file_seen:   # a file part without a filename may be named by ?filename=
                 raise ApiError(422, "missing_field", "file: the multipart body has no 'file' part (curl -F "
                                "file=@data.csv)", "file")
             return form.filename, form.fields
