@@ -12,6 +12,7 @@ import contextlib
 import logging
 
 from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
 from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -106,4 +107,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(jobs.router)
     app.include_router(datasets.router)
     app.add_middleware(BodyLimit, settings=settings)
+    if settings.cors_origins.strip():         # off unless configured: browsers on other origins get nothing
+        app.add_middleware(CORSMiddleware, allow_origins=[o.strip() for o in settings.cors_origins.split(",")],
+                           allow_methods=["GET", "POST", "DELETE"], allow_headers=["Authorization", "Content-Type",
+                                                                                  "Idempotency-Key", "Last-Event-ID"])
     return app

@@ -16,7 +16,7 @@ from workers.spec import SpecLimits
 from workers.store import LocalStore
 from workers.uploads import Uploads
 
-from .auth import KeyRing
+from .auth import KeyRing, hash_key
 from .errors import ApiError
 
 
@@ -52,6 +52,7 @@ async def tenant(request: Request, authorization: Annotated[str | None, Header()
         raise ApiError(401, "invalid_authorization", "the Authorization header must be 'Bearer <key>'",
                        headers={"WWW-Authenticate": "Bearer"})
     found = keys.tenant(key.strip())
+    request.state.key_id = hash_key(key.strip())[:16]     # rate limits are per key
     if found is None:
         raise ApiError(401, "invalid_api_key", "this API key is not valid (it may have been revoked)",
                        headers={"WWW-Authenticate": "Bearer"})

@@ -7,6 +7,7 @@ Keys (``prefix`` defaults to "fita")::
     fita:job:<id>:events          stream: the job's event log {type, time, data (JSON)}; ids are SSE ids
     fita:jobs                     sorted set: every job id, scored by created_at (newest first = ZREVRANGE)
     fita:active                   set: the jobs someone must run (queued, running, cancelling), for the sweep
+    fita:tenant:<t>:queued        set: the tenant's queued jobs; :running, its running and cancelling ones (quotas)
     fita:tenant:<tenant>:jobs     sorted set: the same, per tenant
     fita:idem:<tenant>:<sha256>   string: the job id an Idempotency-Key created (24 h)
 
@@ -80,6 +81,10 @@ class InvalidTransition(RecordsError):
 
 class LeaseLost(RecordsError):
     """This attempt no longer owns the job: stop without writing anything more."""
+
+
+class QuotaReached(RecordsError):
+    """The tenant runs as many jobs as its quota allows; the job waits in the queue."""
 
 
 class Lease(str, enum.Enum):
@@ -203,7 +208,7 @@ if v[2] == '"cancel"' then return 'cancel' elseif v[2] == '"pause"' then return 
 return 'ok'
 """
 
-# KEYS: idempotency key ('' for none), job, events, all jobs, tenant's jobs, active jobs. ARGV: id, ttl, score, event
+# KEYS: idempotency key ('' for none), job, events, all jobs, tenant's jobs, active jobs, tenant's queued. ARGV: id, ttl, score, event
 # time, event data, then the hash's field/value pairs. Returns the id of the job (an earlier one on replay).
 _CREATE = """
 if KEYS[1] ~= '' then
@@ -215,6 +220,7 @@ redis.call('HSET', KEYS[2], unpack(ARGV, 6))
 redis.call('ZADD', KEYS[4], ARGV[3], ARGV[1])
 redis.call('ZADD', KEYS[5], ARGV[3], ARGV[1])
 redis.call('SADD', KEYS[6], ARGV[1])
+redis.call('SADD', KEYS[7], ARGV[1])
 redis.call('XADD', KEYS[3], '*', 'type', 'queued', 'time', ARGV[4], 'data', ARGV[5])
 return ARGV[1]
 """
@@ -272,7 +278,7 @@ class Records:
             idem = f"{self.prefix}:idem:{tenant}:{hashlib.sha256(idempotency_key.encode()).hexdigest()}"
         pairs = [x for k, v in record.items() for x in (k, _enc(v))]
         got = self._create(keys=[idem, self.job_key(job_id), self.events_key(job_id), self.jobs_key(),
-                                 self.jobs_key(tenant), self.active_key], args=[job_id, 86400, now, now, "{}", *pairs])
+                                 self.jobs_key(tenant), self.active_key, self.tenant_key(tenant, "queued")], args=[job_id, 86400, now, now, "{}", *pairs])
         return self.get_job(got), got == job_id
 
     def get_job(self, job_id: str, tenant: str | None = None) -> dict | None:
@@ -329,31 +335,50 @@ class Records:
             p.delete(self.job_key(job_id), self.metrics_key(job_id), self.events_key(job_id))
             p.zrem(self.jobs_key(), job_id)
             p.zrem(self.jobs_key(job["tenant"]), job_id)
-            p.srem(self.active_key, job_id)
+            self._index_status(p, job_id, job["tenant"], None)
             p.execute()
 
     # ---- status ---------------------------------------------------------------------------------
     def _change(self, job_id: str, decide: Callable[[dict, float], tuple[dict, list, Any]]) -> Any:
         """Read the control fields under WATCH, let ``decide(job, now)`` return ``(updates, events, result)``,
-        write them in one MULTI/EXEC (retried if the record changed meanwhile)."""
+        write them in one MULTI/EXEC (retried if the record or the tenant's running set changed meanwhile).
+        ``job["tenant_running"]`` is how many of the tenant's jobs are running (for the quota)."""
         key = self.job_key(job_id)
 
         def txn(pipe):
-            names = ("status", "lease", "attempt", "control", "restarts", "status_transitions", "started_at")
+            names = ("status", "lease", "attempt", "control", "restarts", "status_transitions", "started_at", "tenant")
             values = pipe.hmget(key, names)
             if values[0] is None:
                 raise JobNotFound(job_id)
+            job = {n: json.loads(v) if v else None for n, v in zip(names, values)}
+            running = self.tenant_key(job["tenant"], "running")
+            pipe.watch(key, running)
+            job["tenant_running"] = pipe.scard(running)
             now = time.time()
-            updates, events, result = decide({n: json.loads(v) if v else None for n, v in zip(names, values)}, now)
+            updates, events, result = decide(job, now)
             pipe.multi()
             if updates:
                 pipe.hset(key, mapping={k: _enc(v) for k, v in {**updates, "updated_at": now}.items()})
             if "status" in updates:
-                (pipe.sadd if updates["status"] in ACTIVE else pipe.srem)(self.active_key, job_id)
+                self._index_status(pipe, job_id, job["tenant"], updates["status"])
             for kind, data in events:
                 pipe.xadd(self.events_key(job_id), {"type": kind, "time": _enc(now), "data": _enc(data or {})})
             return result
         return self.r.transaction(txn, key, value_from_callable=True)
+
+    def _index_status(self, pipe, job_id: str, tenant: str, status: str | None) -> None:
+        """Keep the sets that name jobs by status in step with the record: ``fita:active`` (for the
+        sweep) and the tenant's ``queued`` / ``running`` sets (for its quotas). None: remove from all."""
+        (pipe.sadd if status in ACTIVE else pipe.srem)(self.active_key, job_id)
+        for name, members in (("queued", {"queued"}), ("running", {"running", "cancelling"})):
+            (pipe.sadd if status in members else pipe.srem)(self.tenant_key(tenant, name), job_id)
+
+    def tenant_key(self, tenant: str, what: str) -> str:
+        return f"{self.prefix}:tenant:{tenant}:{what}"
+
+    def count_jobs(self, tenant: str, status: str) -> int:
+        """How many of the tenant's jobs are ``queued`` or ``running`` (running includes cancelling)."""
+        return self.r.scard(self.tenant_key(tenant, status))
 
     @staticmethod
     def _moved(job: dict, to: str, now: float, **data) -> tuple[dict, list]:
@@ -387,12 +412,16 @@ class Records:
             return {**updates, **moved}, events, {**updates, **moved}
         return self._change(job_id, decide)
 
-    def acquire_attempt(self, job_id: str, worker: str | None = None) -> int:
+    def acquire_attempt(self, job_id: str, worker: str | None = None, max_running: int = 0) -> int:
         """Start a new attempt of a queued job (or take over a running one whose attempt was lost) and
-        return its id; the previous attempt is fenced off from then on."""
+        return its id; the previous attempt is fenced off from then on. ``max_running`` > 0: the
+        tenant's quota of running jobs; at it, ``QuotaReached`` and the job stays queued."""
         def decide(job, now):
             if job["status"] not in ("queued", "running"):
                 raise InvalidTransition(f"job {job_id} is {job['status']}; there is nothing to run")
+            if job["status"] == "queued" and 0 < max_running <= job["tenant_running"]:
+                raise QuotaReached(f"tenant {job['tenant']} already runs {job['tenant_running']} jobs "
+                                   f"(FITA_QUOTA_RUNNING={max_running})")
             attempt = (job["attempt"] or 0) + 1
             updates, events = {}, []
             if job["status"] == "running":  # the previous attempt's worker died without being cleaned up

@@ -17,6 +17,13 @@ thing in every process. A bad value fails at start-up with the variable's name, 
 | FITA_SWEEP_INTERVAL_S     | 2.0          | how often the API looks for jobs whose worker died (workers/queue.py) |
 | FITA_SSE_KEEPALIVE_S      | 15.0         | seconds between keep-alive comments on an idle event stream      |
 | FITA_API_KEYS             | (unset)      | "tenant:key,tenant2:key2": keys besides those in $FITA_DATA_DIR/api_keys.json |
+| FITA_QUOTA_RUNNING        | 8            | jobs one tenant may run at once (more wait in the queue; 0: no limit) |
+| FITA_QUOTA_QUEUED         | 5000         | jobs one tenant may have queued; a submit past it is a 429      |
+| FITA_QUOTA_STORAGE_BYTES  | 10737418240  | bytes of uploaded datasets one tenant may keep (413 past it)     |
+| FITA_SUBMIT_RATE          | 600          | submissions per minute per API key (429 with Retry-After past it) |
+| FITA_MAX_FLOPS_PER_STEP   | 1e13         | estimated FLOPs of one training step (dry build)                 |
+| FITA_MAX_SAMPLES_SEEN     | 1e10         | epochs x training samples of one job                             |
+| FITA_CORS_ORIGINS         | (unset)      | comma-separated origins allowed by CORS; unset: CORS off         |
 | FITA_METRICS_FLUSH_EVERY  | 50           | metrics records buffered before one batched Redis write          |
 | FITA_METRICS_FLUSH_S      | 1.0          | ... or seconds since the last write, whichever comes first       |
 | FITA_MAX_BODY_BYTES       | 1048576      | largest request body (a job spec)                                |
@@ -48,6 +55,13 @@ class Settings:
     cancel_grace_s: float = 30.0
     sweep_interval_s: float = 2.0
     sse_keepalive_s: float = 15.0
+    quota_running: int = 8
+    quota_queued: int = 5000
+    quota_storage_bytes: int = 10 << 30
+    submit_rate: int = 600
+    max_flops_per_step: float = 1e13
+    max_samples_seen: float = 1e10
+    cors_origins: str = ""
     api_keys: str = ""
     metrics_flush_every: int = 50
     metrics_flush_s: float = 1.0
@@ -109,6 +123,13 @@ class Settings:
             cancel_grace_s=get("FITA_CANCEL_GRACE_S", float, d.cancel_grace_s, 0.0),
             sweep_interval_s=get("FITA_SWEEP_INTERVAL_S", float, d.sweep_interval_s, 0.1),
             sse_keepalive_s=get("FITA_SSE_KEEPALIVE_S", float, d.sse_keepalive_s, 0.1),
+            quota_running=get("FITA_QUOTA_RUNNING", int, d.quota_running, 0),
+            quota_queued=get("FITA_QUOTA_QUEUED", int, d.quota_queued, 1),
+            quota_storage_bytes=get("FITA_QUOTA_STORAGE_BYTES", int, d.quota_storage_bytes, 0),
+            submit_rate=get("FITA_SUBMIT_RATE", int, d.submit_rate, 1),
+            max_flops_per_step=get("FITA_MAX_FLOPS_PER_STEP", float, d.max_flops_per_step, 1.0),
+            max_samples_seen=get("FITA_MAX_SAMPLES_SEEN", float, d.max_samples_seen, 1.0),
+            cors_origins=get("FITA_CORS_ORIGINS", str, d.cors_origins),
             api_keys=get("FITA_API_KEYS", str, d.api_keys),
             metrics_flush_every=get("FITA_METRICS_FLUSH_EVERY", int, d.metrics_flush_every, 1),
             metrics_flush_s=get("FITA_METRICS_FLUSH_S", float, d.metrics_flush_s, 0.0),

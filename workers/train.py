@@ -20,6 +20,8 @@ status, which it returns:
 ``queued``     the caller's ``shutdown`` event was set (a SIGTERM to the worker): a checkpoint was taken
                and ``Records.interrupt`` re-queued the job (or ``failed`` after too many restarts, which
                is then returned): the caller enqueues it again when ``queued`` comes back.
+``deferred``   not a record status: the tenant already runs ``FITA_QUOTA_RUNNING`` jobs; the job is still
+               queued and untouched, and the caller enqueues it again a little later.
 ``lost``       not a record status: another attempt took the job over (or it was re-queued behind this
                attempt's back). Nothing more was written, not even a status; the caller just returns.
 
@@ -79,16 +81,17 @@ from .build import (build_loss, build_model, build_optimizer, build_scheduler, c
                     steps_per_epoch)
 from .checkpoints import capture_state, latest_valid_checkpoint, restore_state, save_checkpoint
 from .datasets import DataSettings, DatasetError, load_dataset
-from .records import InvalidTransition, JobNotFound, Lease, LeaseLost, Records
+from .records import InvalidTransition, JobNotFound, Lease, LeaseLost, QuotaReached, Records
 from .settings import Settings
 from .spec import SpecError, SpecLimits, validate_spec
 from .store import Store, StoreError, validate_id
 
-__all__ = ["run_job", "weights_key", "best_weights_key", "weights_meta_key", "LOST", "JobFailed"]
+__all__ = ["run_job", "weights_key", "best_weights_key", "weights_meta_key", "LOST", "DEFERRED", "JobFailed"]
 
 log = logging.getLogger(__name__)
 
 LOST = "lost"
+DEFERRED = "deferred"
 PROGRESS_EVERY_S = 1.0
 MAX_MESSAGE = 2000
 
@@ -149,7 +152,10 @@ def run_job(job_id: str, *, settings: Settings, records: Records, store: Store, 
     propagates untouched, as a crash would. Exceptions the recording itself hits (Redis unreachable
     after the client's retries) propagate too: the job stays ``running`` for the cleanup to re-queue."""
     try:
-        attempt = records.acquire_attempt(job_id, worker)
+        attempt = records.acquire_attempt(job_id, worker, max_running=settings.quota_running)
+    except QuotaReached as e:
+        log.info("job %s waits: %s", job_id, e)
+        return DEFERRED
     except JobNotFound:
         log.warning("job %s: no such job (deleted?); nothing to run", job_id)
         return LOST

@@ -23,6 +23,7 @@ import os
 import signal
 import socket
 import threading
+import time
 
 from rq import Queue, Worker
 from rq.serializers import JSONSerializer
@@ -32,7 +33,7 @@ from .records import LeaseLost, Records
 from .redis_server import connect, die_with_parent, resolve_redis_url
 from .settings import Settings
 from .store import LocalStore
-from .train import run_job
+from .train import DEFERRED, run_job
 from .uploads import Uploads
 
 __all__ = ["FitaWorker", "train_job", "run_worker", "worker_name"]
@@ -41,6 +42,7 @@ log = logging.getLogger(__name__)
 
 WORKER_TTL_S = 30               # an idle worker's registration lives this long past a heartbeat (+60 s)
 MONITOR_INTERVAL_S = 5          # how often a busy worker heartbeats while its work process trains
+QUOTA_RETRY_S = 1.0             # a job deferred by its tenant's running quota is re-queued after this
 
 # Set by run_worker before RQ forks; the work process inherits them.
 _device = "cpu"
@@ -97,7 +99,9 @@ def train_job(job_id: str) -> str:
     status = run_job(job_id, settings=settings, records=records, store=store, device=_device,
                      worker=os.environ.get("RQ_WORKER_ID"), shutdown=_shutdown,
                      resolve_upload=uploads.resolver(job["tenant"]))
-    if status == "queued":        # handed back on shutdown: another worker continues from the checkpoint
+    if status == DEFERRED:        # the tenant's running quota is full: back of the queue, a little later
+        time.sleep(QUOTA_RETRY_S)
+    if status in ("queued", DEFERRED):   # queued: handed back on shutdown, to continue from the checkpoint
         enqueue(records, rq_connection(url), job_id, settings)
     return status
 

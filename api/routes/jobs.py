@@ -23,6 +23,7 @@ from workers.train import best_weights_key, weights_key
 
 from ..deps import Services, ServicesDep, TenantDep
 from ..errors import ApiError, not_found
+from ..limits import check_job_size, check_queue_quota, check_submit_rate
 from ..schemas import (ERRORS, CheckpointList, Deleted, DryRun, Event, EventList, Job, JobList, Metrics, PredictRequest,
                        PredictResponse)
 
@@ -69,11 +70,14 @@ async def validate_job(request: Request, svc: ServicesDep, tenant: TenantDep):
              summary="Submit a training job (validated as /validate does before anything is queued)")
 async def create_job(request: Request, svc: ServicesDep, tenant: TenantDep,
                      idempotency_key: Annotated[str | None, Header(max_length=255)] = None):
+    await run_in_threadpool(check_submit_rate, svc, request.state.key_id)
     result = await _dry_build(request, svc, tenant)
+    check_job_size(svc, result)
     estimate = {k: v for k, v in result.to_dict().items() if k in ("parameters", "trainable_parameters",
                 "flops_per_step", "memory", "steps_per_epoch", "total_steps", "warnings")}
 
     def submit():
+        check_queue_quota(svc, tenant)
         job, created = svc.records.create_job(tenant, result.spec, idempotency_key=idempotency_key,
                                               meta={"estimate": estimate})
         if created:
