@@ -175,6 +175,13 @@ def test_yaml_alias_refused(t1, before):
     check_error(post_raw(t1, body, "application/yaml"), 422, "invalid_syntax", None, ("alias",))
 
 
+def test_yaml_python_tag_refused(t1, before, tmp_path):
+    marker = tmp_path / "ran"
+    body = f"name: !!python/object/apply:os.mkdir ['{marker}']\n".encode()
+    check_error(post_raw(t1, body, "application/yaml"), 422, "invalid_syntax", None, ("yaml",))
+    assert not marker.exists()
+
+
 def test_yaml_spec_accepted_by_validate(t1, before):
     import yaml
     r = post_raw(t1, yaml.safe_dump(IRIS), "application/yaml", path="/v1/jobs/validate")
@@ -297,6 +304,36 @@ def test_option_that_does_not_apply(t1, before):
 def test_optimizer_lr_not_finite(t1, before):
     body = json.dumps(spec()).replace('"lr": 0.01', '"lr": 1e400')
     check_error(post_raw(t1, body), 422, None, "optimizer.lr", ("finite",))
+
+
+def _leaves(node, path=()):
+    """Every path in a spec (mappings and lists, and their leaves)."""
+    yield path
+    items = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, list) else ()
+    for k, v in items:
+        yield from _leaves(v, (*path, k))
+
+
+ODD_VALUES = [None, -1, 0, 10**12, 1.5, -1e300, "x", "", [], [1, "a"], {}, {"type": "Linear"}, True]
+
+
+def test_no_field_value_is_a_500(t1, before):
+    """Every field of a good spec replaced by each of a few odd values: always a 200 or a 4xx in the error
+    shape, never a 500 (one /validate per case: nothing is queued)."""
+    import itertools
+    seen = set()
+    for path, value in itertools.product(list(_leaves(IRIS))[1:], ODD_VALUES):
+        body = copy.deepcopy(IRIS)
+        node = body
+        for k in path[:-1]:
+            node = node[k]
+        node[path[-1]] = value
+        r = t1.post("/v1/jobs/validate", json=body)
+        assert r.status_code == 200 or 400 <= r.status_code < 500, (path, value, r.status_code, r.text)
+        if r.status_code != 200:
+            check_error(r, r.status_code)
+        seen.add(r.status_code)
+    assert 422 in seen
 
 
 # ---- limits ---------------------------------------------------------------------------------------------
