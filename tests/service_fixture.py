@@ -100,6 +100,38 @@ class Service:
                 p.wait()
 
 
+def running_past(step):
+    """For ``wait_for``: the job has got to ``step`` (or is no longer running)."""
+    return lambda job: job["status"] != "queued" and (job["status"] != "running" or
+                                                      (job["progress"].get("step") or 0) >= step)
+
+
+def work_process_of(pid: int) -> int:
+    """The worker's forked work process (its only child)."""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            children = (task / "children").read_text().split()
+            if children:
+                return int(children[0])
+        time.sleep(0.05)
+    raise AssertionError(f"worker {pid} has no work process")
+
+
+def wait_gone(pid: int) -> None:
+    """Wait until the process ``pid`` has exited (a zombie counts)."""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            status = Path(f"/proc/{pid}/status").read_text()
+        except FileNotFoundError:
+            return
+        if "State:\tZ" in status:
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"process {pid} is still alive")
+
+
 def start_service(data_dir: Path, redis_url: str, workers: int = 1, **env) -> Service:
     port = free_port()
     full_env = {**os.environ, "FITA_DATA_DIR": str(data_dir), "REDIS_URL": redis_url, "FITA_PORT": str(port),

@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 import engine
-from service_fixture import ROOT, service  # noqa: F401
+from service_fixture import ROOT, running_past, service, wait_gone, work_process_of  # noqa: F401
 from workers.queue import forget_worker, rq_connection
 
 IRIS = {"name": "iris-small",
@@ -40,11 +40,6 @@ def submit(service, spec, tenant="t1"):
         r = c.post("/v1/jobs", json=spec)
     assert r.status_code == 201, r.text
     return r.json()
-
-
-def running_past(step):
-    return lambda job: job["status"] != "queued" and (job["status"] != "running" or
-                                                      (job["progress"].get("step") or 0) >= step)
 
 
 def weights_of(service, job_id, which="final"):
@@ -185,7 +180,7 @@ def test_cancel_stops_a_job_that_does_not_answer(service):
     job = submit(service, iris(epochs=5000))
     service.wait_for(job["id"], running_past(20))
     worker = next(w for w in service.workers if w.poll() is None)
-    horse = _work_process_of(worker.pid)
+    horse = work_process_of(worker.pid)
     os.kill(horse, signal.SIGSTOP)
     try:
         with service.client() as c:
@@ -198,7 +193,7 @@ def test_cancel_stops_a_job_that_does_not_answer(service):
             pass
     assert done["status"] == "cancelled"
     assert done["status_transitions"][-1]["time"] - done["status_transitions"][-2]["time"] >= 5   # the grace
-    _wait_gone(horse)
+    wait_gone(horse)
     assert submit_and_wait(service, iris())["status"] == "succeeded"     # the worker goes on serving
 
 
@@ -312,10 +307,10 @@ def test_worker_shutdown_hands_the_job_back_and_a_killed_worker_is_recovered(ser
 
     second = service.start_worker()
     service.wait_for(job["id"], lambda j: j["attempt"] >= 2 and running_past(state["progress"]["step"] + 300)(j))
-    horse = _work_process_of(second.pid)
+    horse = work_process_of(second.pid)
     second.send_signal(signal.SIGKILL)
     second.wait(10)
-    _wait_gone(horse)                                          # PR_SET_PDEATHSIG took the work process down
+    wait_gone(horse)                                          # PR_SET_PDEATHSIG took the work process down
     forget_worker(rq_connection(service.redis_url), second.worker_name)   # as `fita up` does when it reaps one
     state = service.wait_for(job["id"], lambda j: j["status"] != "running")
     assert state["status"] == "queued" and state["restarts"] == 2
@@ -332,31 +327,6 @@ def test_worker_shutdown_hands_the_job_back_and_a_killed_worker_is_recovered(ser
     reference = submit_and_wait(service, spec)
     a, b = weights_of(service, job["id"]), weights_of(service, reference["id"])
     assert all(np.array_equal(a[k], b[k]) for k in a)
-
-
-def _work_process_of(pid: int) -> int:
-    """The worker's forked work process (its only child)."""
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        for task in Path(f"/proc/{pid}/task").iterdir():
-            children = (task / "children").read_text().split()
-            if children:
-                return int(children[0])
-        time.sleep(0.05)
-    raise AssertionError(f"worker {pid} has no work process")
-
-
-def _wait_gone(pid: int) -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            status = Path(f"/proc/{pid}/status").read_text()
-        except FileNotFoundError:
-            return
-        if "State:\tZ" in status:
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"work process {pid} outlived its worker")
 
 
 def test_redis_restarted_under_a_running_job(service):

@@ -2,7 +2,6 @@
 metrics, events, checkpoints, weights and predictions."""
 from __future__ import annotations
 
-import asyncio
 import csv
 import io
 import json
