@@ -40,11 +40,12 @@ def _mark_worker():
     _local.worker = True
 
 
-def parallel_for(n: int, fn) -> None:
-    """``fn(start, stop)`` over ranges covering [0, n): one range per thread when n is large enough,
-    the first on the calling thread. ``fn`` must release the GIL to gain anything (numpy ufuncs do)."""
+def parallel_for(n: int, fn, per_item: int = 1) -> None:
+    """``fn(start, stop)`` over ranges covering [0, n): one range per thread when the n items (of
+    ``per_item`` elements each) are enough work, the first on the calling thread. ``fn`` must release
+    the GIL to gain anything (numpy ufuncs do)."""
     global _pool
-    k = min(_threads, n // GRAIN)
+    k = min(_threads, n, n * per_item // GRAIN)
     if k <= 1 or getattr(_local, "worker", False):
         fn(0, n)
         return
@@ -98,23 +99,29 @@ def map_chunks(xp, fn, *arrays, chunk: int | None = -1) -> None:
 
 
 def ufunc(xp, f, *args, out=None, **kwargs):
-    """``f(*args, out=out, **kwargs)`` for a numpy ufunc on same-shaped arrays (and scalars), split
-    over the threads when the arrays are big and contiguous."""
-    arrays = [a for a in args if isinstance(a, _np.ndarray)]
-    if xp is not _np or _threads == 1 or not arrays or arrays[0].size < 2 * GRAIN:
+    """``f(*args, out=out, **kwargs)`` for a numpy ufunc, split over the threads along the result's first
+    axis when the result is big (operands that broadcast along that axis are passed whole)."""
+    if xp is not _np or _threads == 1:
         return f(*args, out=out, **kwargs)
-    shape = arrays[0].shape
-    if any(a.shape != shape or not a.flags.c_contiguous for a in arrays + ([out] if out is not None else [])):
+    big = None
+    for a in args:
+        if type(a) is _np.ndarray and a.size >= 2 * GRAIN:
+            big = a
+            break
+    if big is None:
         return f(*args, out=out, **kwargs)
-    flat_args = [a.reshape(-1) if isinstance(a, _np.ndarray) else a for a in args]
-    if out is None:  # the result's dtype, as f decides it, from a one-element call
-        dtype = f(*(a[:1] if isinstance(a, _np.ndarray) else a for a in flat_args), **kwargs).dtype
+    shape = _np.broadcast_shapes(*(a.shape for a in args if type(a) is _np.ndarray))
+    rows = shape[0] if shape else 0
+    if rows < _threads or (out is not None and out.shape != shape):
+        return f(*args, out=out, **kwargs)
+    if out is None:  # the result's dtype, as f decides it, from a call on one row
+        dtype = f(*(a[:1] if type(a) is _np.ndarray and a.ndim == len(shape) else a for a in args),
+                  **kwargs).dtype
         out = _np.empty(shape, dtype=dtype)
-    flat_out = out.reshape(-1)
+    split = [type(a) is _np.ndarray and a.ndim == len(shape) and a.shape[0] == rows for a in args]
 
     def run(start, stop):
-        f(*(a[start:stop] if isinstance(a, _np.ndarray) else a for a in flat_args),
-          out=flat_out[start:stop], **kwargs)
+        f(*(a[start:stop] if s else a for a, s in zip(args, split)), out=out[start:stop], **kwargs)
 
-    parallel_for(flat_out.size, run)
+    parallel_for(rows, run, per_item=out.size // rows)
     return out

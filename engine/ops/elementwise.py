@@ -43,7 +43,7 @@ class _Binary(Op):
 
 class Add(_Binary):
     def compute(self, a, b):
-        return a + b
+        return _parallel.ufunc(self.xp, self.xp.add, a, b)
 
     def backward(self, g):
         return self.grads(g, g)
@@ -51,7 +51,7 @@ class Add(_Binary):
 
 class Sub(_Binary):
     def compute(self, a, b):
-        return a - b
+        return _parallel.ufunc(self.xp, self.xp.subtract, a, b)
 
     def backward(self, g):
         return self.grads(g, Neg.apply(g) if self.needs_grad(1) else None)
@@ -64,7 +64,7 @@ class Mul(_Binary):
         return self.needs_grad(1 - i)  # a's gradient reads b, and b's reads a
 
     def compute(self, a, b):
-        return a * b
+        return _parallel.ufunc(self.xp, self.xp.multiply, a, b)
 
     def backward(self, g):
         # straight to the op: the operands already share a dtype and device, and broadcast
@@ -79,7 +79,7 @@ class _ByNumber(Op):
 
     def forward(self, x):
         with ieee(self.xp):
-            return self.compute(x, self.number)
+            return _parallel.ufunc(self.xp, getattr(self.xp, self.ufunc), x, self.number)
 
     def backward(self, g):
         return self.compute(g, self.number)
@@ -87,6 +87,7 @@ class _ByNumber(Op):
 
 class MulNumber(_ByNumber):
     compute = staticmethod(operator.mul)
+    ufunc = "multiply"
 
     def name(self) -> str:
         return "MulBackward0"  # PyTorch's name for this node
@@ -94,6 +95,7 @@ class MulNumber(_ByNumber):
 
 class DivNumber(_ByNumber):
     compute = staticmethod(operator.truediv)
+    ufunc = "true_divide"
 
     def name(self) -> str:
         return "DivBackward0"
@@ -106,7 +108,7 @@ class Div(_Binary):
         return i == 1 or self.needs_grad(1)  # b for both gradients, a only for b's
 
     def compute(self, a, b):
-        return a / b
+        return _parallel.ufunc(self.xp, self.xp.true_divide, a, b)
 
     def backward(self, g):
         a, b = self.inputs
@@ -402,7 +404,7 @@ class Exp(Op):
 
     def forward(self, x):
         with ieee(self.xp):
-            return self.xp.exp(x)
+            return _parallel.ufunc(self.xp, self.xp.exp, x)
 
     def backward(self, g):
         return g * self.output
