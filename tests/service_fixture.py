@@ -52,6 +52,24 @@ class Service:
         headers = {"Authorization": f"Bearer {KEYS[tenant]}"} if tenant else {}
         return httpx.Client(base_url=self.url, headers=headers, timeout=60, **kw)
 
+    def start_api(self) -> None:
+        self.api = subprocess.Popen([sys.executable, "-m", "fita", "api", "--log-level", "WARNING"], env=self.env,
+                                    cwd=ROOT)
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(self.url + "/healthz").status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            if self.api.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError("the API did not start")
+            time.sleep(0.1)
+
+    def live_worker(self) -> subprocess.Popen:
+        return next(w for w in self.workers if w.poll() is None)
+
     def start_worker(self, queues: str = "cpu", name: str | None = None, **env) -> subprocess.Popen:
         name = name or f"test-worker-{len(self.workers)}-{os.getpid()}"
         p = subprocess.Popen([sys.executable, "-m", "fita", "worker", "--queues", queues, "--name", name,
@@ -140,21 +158,9 @@ def start_service(data_dir: Path, redis_url: str, workers: int = 1, **env) -> Se
                 "FITA_METRICS_FLUSH_S": "0.2", "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1",
                 "PYTHONPATH": str(ROOT), **env}
     svc = Service(f"http://127.0.0.1:{port}", data_dir, redis_url, full_env)
-    svc.api = subprocess.Popen([sys.executable, "-m", "fita", "api", "--log-level", "WARNING"], env=full_env,
-                               cwd=ROOT)
+    svc.start_api()
     for _ in range(workers):
         svc.start_worker()
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            if httpx.get(svc.url + "/healthz").status_code == 200:
-                break
-        except httpx.TransportError:
-            pass
-        if svc.api.poll() is not None or time.monotonic() > deadline:
-            svc.stop()
-            raise RuntimeError("the API did not start")
-        time.sleep(0.1)
     if workers:
         svc.wait_ready()
     return svc

@@ -739,10 +739,8 @@ def test_idempotency_key(t1, t2, queued_job):
         assert client.post(f"/v1/jobs/{jid}/cancel").status_code == 200
 
 
-@pytest.mark.xfail(strict=True, reason="api/routes/jobs.py + workers/records.py: an Idempotency-Key reused with a "
-                   "different spec replays the first job (200, Idempotent-Replayed) and drops the new spec silently; "
-                   "expected a 422 saying the key was used for another request (Stripe, the IETF draft)")
 def test_idempotency_key_reused_with_another_spec(t1, before):
+    """As Stripe and the IETF draft do: a key replays only the request it was first used for."""
     body = spec(**{"name": "idem-other", "resources__device": "cuda"})
     first = t1.post("/v1/jobs", json=body, headers={"Idempotency-Key": "k-other"})
     assert first.status_code == 201, first.text
@@ -752,7 +750,7 @@ def test_idempotency_key_reused_with_another_spec(t1, before):
         r = t1.post("/v1/jobs", json=changed, headers={"Idempotency-Key": "k-other"})
         if r.status_code in (200, 201):
             CREATED["t1"].add(r.json()["id"])
-        check_error(r, 422, None, ..., ("idempotency-key",))
+        check_error(r, 422, "idempotency_key_reused", "idempotency-key", ("idempotency-key", first.json()["id"]))
     finally:
         assert t1.post(f"/v1/jobs/{first.json()['id']}/cancel").status_code == 200
 

@@ -83,6 +83,10 @@ class LeaseLost(RecordsError):
     """This attempt no longer owns the job: stop without writing anything more."""
 
 
+class IdempotencyMismatch(RecordsError):
+    """The Idempotency-Key was used for a job made from a different spec (``args[0]``: that job's id)."""
+
+
 class QuotaReached(RecordsError):
     """The tenant runs as many jobs as its quota allows; the job waits in the queue."""
 
@@ -209,14 +213,20 @@ return 'ok'
 """
 
 # KEYS: idempotency key ('' for none), job, events, all jobs, tenant's jobs, active jobs, tenant's queued. ARGV: id, ttl, score, event
-# time, event data, then the hash's field/value pairs. Returns the id of the job (an earlier one on replay).
+# time, event data, the spec's fingerprint, then the hash's field/value pairs. Returns the id of the job (an earlier one on replay).
 _CREATE = """
 if KEYS[1] ~= '' then
   local old = redis.call('GET', KEYS[1])
-  if old and redis.call('EXISTS', 'JOBPREFIX' .. old) == 1 then return old end
-  redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
+  if old then
+    local old_id, old_fp = string.match(old, '^(%S+) ?(%S*)$')
+    if redis.call('EXISTS', 'JOBPREFIX' .. old_id) == 1 then
+      if old_fp ~= ARGV[6] then return redis.error_reply('FITA_IDEM_MISMATCH ' .. old_id) end
+      return old_id
+    end
+  end
+  redis.call('SET', KEYS[1], ARGV[1] .. ' ' .. ARGV[6], 'EX', ARGV[2])
 end
-redis.call('HSET', KEYS[2], unpack(ARGV, 6))
+redis.call('HSET', KEYS[2], unpack(ARGV, 7))
 redis.call('ZADD', KEYS[4], ARGV[3], ARGV[1])
 redis.call('ZADD', KEYS[5], ARGV[3], ARGV[1])
 redis.call('SADD', KEYS[6], ARGV[1])
@@ -265,7 +275,8 @@ class Records:
     def create_job(self, tenant: str, spec: dict, *, job_id: str | None = None, idempotency_key: str | None = None,
                    meta: dict | None = None) -> tuple[dict, bool]:
         """A new queued job (with its ``queued`` event); ``(job, created)``. With an ``idempotency_key``
-        that this tenant used in the last 24 h for a job that still exists, that job and False."""
+        that this tenant used in the last 24 h for a job that still exists, that job and False — or
+        ``IdempotencyMismatch`` if that job was made from another spec."""
         job_id = validate_id(job_id or new_job_id(), "job id")
         validate_id(tenant, "tenant")
         now = time.time()
@@ -277,8 +288,15 @@ class Records:
         if idempotency_key is not None:
             idem = f"{self.prefix}:idem:{tenant}:{hashlib.sha256(idempotency_key.encode()).hexdigest()}"
         pairs = [x for k, v in record.items() for x in (k, _enc(v))]
-        got = self._create(keys=[idem, self.job_key(job_id), self.events_key(job_id), self.jobs_key(),
-                                 self.jobs_key(tenant), self.active_key, self.tenant_key(tenant, "queued")], args=[job_id, 86400, now, now, "{}", *pairs])
+        fingerprint = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()
+        keys = [idem, self.job_key(job_id), self.events_key(job_id), self.jobs_key(), self.jobs_key(tenant),
+                self.active_key, self.tenant_key(tenant, "queued")]
+        try:
+            got = self._create(keys=keys, args=[job_id, 86400, now, now, "{}", fingerprint, *pairs])
+        except redis.ResponseError as e:
+            if "FITA_IDEM_MISMATCH" in str(e):
+                raise IdempotencyMismatch(str(e).split()[-1]) from None
+            raise
         return self.get_job(got), got == job_id
 
     def get_job(self, job_id: str, tenant: str | None = None) -> dict | None:

@@ -22,7 +22,7 @@ import redis
 
 from .datasets import DataSettings, DatasetError, describe_upload
 from .records import zpage
-from .store import ArtifactNotFound, LocalStore, validate_id
+from .store import LocalStore, validate_id
 
 __all__ = ["Uploads", "SUFFIXES"]
 
@@ -100,7 +100,8 @@ class Uploads:
             return None
         path = self.store.local_path(self.file_key(dataset_id, record["suffix"]))
         if not path.is_file():
-            raise ArtifactNotFound(f"dataset {dataset_id}: its file is missing from the artifact store")
+            raise DatasetError("invalid_dataset", f"data.dataset: the file of uploaded dataset {dataset_id} is "
+                               "missing from the artifact store; upload it again", "data.dataset")
         return path, {"target": record.get("target"), "task": record.get("task")}
 
     def resolver(self, tenant: str) -> Callable[[str], tuple[Path, dict] | None]:

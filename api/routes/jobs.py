@@ -15,7 +15,7 @@ from starlette.concurrency import run_in_threadpool
 from workers.build import dry_build
 from workers.checkpoints import list_checkpoints
 from workers.queue import enqueue
-from workers.records import STATUSES, TERMINAL, InvalidTransition, JobNotFound, decode_job
+from workers.records import STATUSES, TERMINAL, IdempotencyMismatch, InvalidTransition, JobNotFound, decode_job
 from workers.spec import SpecError, parse_spec
 from workers.store import ArtifactNotFound, InvalidKeyError
 from workers.train import best_weights_key, weights_key
@@ -83,7 +83,11 @@ async def create_job(request: Request, svc: ServicesDep, tenant: TenantDep,
             enqueue(svc.records, svc.rq, job["id"], svc.settings)
             job = svc.records.get_job(job["id"])
         return job, created
-    job, created = await run_in_threadpool(submit)
+    try:
+        job, created = await run_in_threadpool(submit)
+    except IdempotencyMismatch as e:
+        raise ApiError(422, "idempotency_key_reused", f"this Idempotency-Key was already used for job {e.args[0]}, "
+                       "submitted with a different spec; use a new key for a new job", "idempotency-key") from None
     headers = {"Location": f"/v1/jobs/{job['id']}"}
     if not created:
         headers["Idempotent-Replayed"] = "true"
