@@ -1,1 +1,4 @@
-"""Fita's command line (``fita``) and, later, its Python client."""
+"""Fita's command line (``fita``) and its Python client (``from fita import Client``)."""
+from .client import AuthError, Client, Conflict, FitaError, Job, NotFound, ValidationError
+
+__all__ = ["AuthError", "Client", "Conflict", "FitaError", "Job", "NotFound", "ValidationError"]
