@@ -4,7 +4,7 @@ from __future__ import annotations
 import builtins
 from collections import namedtuple
 
-from .. import dtypes
+from .. import _parallel, dtypes
 from ..autograd.graph import Op
 from ..tensor import Tensor
 from ._util import bind, float_operand, ieee, normalize_dims, wrap_dim
@@ -358,9 +358,10 @@ class SoftmaxGrad(Op):
     save_inputs = True
 
     def forward(self, g, y):
-        out = g * y
-        out -= y * out.sum(axis=self.dim, keepdims=True)
-        return out
+        xp, ufunc = self.xp, _parallel.ufunc
+        out = ufunc(xp, xp.multiply, g, y)
+        total = out.sum(axis=self.dim, keepdims=True)
+        return ufunc(xp, xp.subtract, out, ufunc(xp, xp.multiply, y, total), out=out)
 
     def backward(self, gg):
         g, y = self.inputs

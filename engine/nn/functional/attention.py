@@ -5,9 +5,10 @@ from __future__ import annotations
 import math
 import warnings
 
-from ... import dtypes
+from ... import _parallel, dtypes
 from ...autograd.graph import Op
 from ...ops.linalg import matmul
+from ...ops.reduce import SoftmaxGrad
 from ...ops.shape import cat
 from ...ops._util import ieee, sum_to
 from ...tensor import Tensor
@@ -28,25 +29,26 @@ class AttentionWeights(Op):
     save_output = True
 
     def forward(self, q, k, mask):
-        xp = self.xp
+        xp, ufunc = self.xp, _parallel.ufunc  # the in-place passes over the scores split over threads
         s = xp.matmul(q, xp.swapaxes(k, -1, -2))
-        s *= s.dtype.type(self.scale)
+        ufunc(xp, xp.multiply, s, s.dtype.type(self.scale), out=s)
         if mask is not None:
-            s += mask
+            ufunc(xp, xp.add, s, mask, out=s)
         m = xp.amax(s, axis=-1, keepdims=True)
         with ieee(xp):  # -inf scores are answers, not warnings
-            s -= xp.where(xp.isfinite(m), m, 0)  # a row of -inf stays -inf, so its entries exp to 0
-            xp.exp(s, out=s)
+            # a row of -inf stays -inf, so its entries exp to 0
+            ufunc(xp, xp.subtract, s, xp.where(xp.isfinite(m), m, 0), out=s)
+            ufunc(xp, xp.exp, s, out=s)
             den = s.sum(axis=-1, keepdims=True)
             if self.safe:
                 den[den == 0] = 1  # only a row of all -inf sums to 0 (its max entry gives exp(0) = 1)
-            s /= den
+            ufunc(xp, xp.true_divide, s, den, out=s)
         return s
 
     def backward(self, g):
         q, k, mask = self.inputs
         p = self.output
-        gs = p * (g - (g * p).sum(-1, keepdim=True))  # through the softmax
+        gs = SoftmaxGrad.apply(g, p, dim=-1)  # through the softmax
         gq = sum_to(matmul(gs, k) * self.scale, q.shape) if self.needs_grad(0) else None
         gk = sum_to(matmul(gs.mT, q) * self.scale, k.shape) if self.needs_grad(1) else None
         gm = sum_to(gs, mask.shape) if self.needs_grad(2) else None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import numbers
 
+from ... import _parallel
 from ...autograd import grad_mode
 from ...autograd.graph import Op
 from ...ops import elementwise as ew
@@ -25,24 +26,24 @@ class Normalize(Op):
     save_inputs = True
 
     def forward(self, x, w, b):
-        xp = self.xp
+        xp, ufunc = self.xp, _parallel.ufunc
         if self.stats is None:
             mean = x.mean(axis=self.dims, keepdims=True)
-            d = x - mean
-            sq_sum = (d * d).sum(axis=self.dims, keepdims=True)
+            d = ufunc(xp, xp.subtract, x, mean)
+            sq_sum = ufunc(xp, xp.multiply, d, d).sum(axis=self.dims, keepdims=True)
             n = x.size // max(mean.size, 1)  # elements per statistic
             invstd = 1 / xp.sqrt(sq_sum / n + self.eps)
             if self.running is not None:
                 self._update_running(mean, sq_sum / (n - 1))
         else:
             mean, invstd = self.stats
-            d = x - mean
+            d = ufunc(xp, xp.subtract, x, mean)
         self.mean, self.invstd = mean, invstd  # small: one entry per statistic
-        d *= invstd
+        ufunc(xp, xp.multiply, d, invstd, out=d)
         if w is not None:
-            d *= w.reshape(self.pshape)
+            ufunc(xp, xp.multiply, d, w.reshape(self.pshape), out=d)
         if b is not None:
-            d += b.reshape(self.pshape)
+            ufunc(xp, xp.add, d, b.reshape(self.pshape), out=d)
         return d
 
     def _update_running(self, mean, unbiased_var) -> None:
@@ -52,9 +53,11 @@ class Normalize(Op):
             buf._vc.value += 1  # an in-place change, as buf.mul_().add_() would record
 
     def backward(self, g):
+        if not grad_mode.is_grad_enabled():
+            return self._backward_arrays(g)
         x, w, b = self.inputs
         dims = self.dims
-        if self.stats is None and grad_mode.is_grad_enabled():
+        if self.stats is None:
             # create_graph: the statistics as functions of x, so the gradient is differentiable in x
             mean = x.mean(dims, keepdim=True)
             invstd = ew.rsqrt(ew.square(x - mean).mean(dims, keepdim=True) + self.eps)
@@ -73,6 +76,33 @@ class Normalize(Op):
             gw = sum_to(g * xhat, self.pshape).reshape(w.shape)
         if b is not None and self.needs_grad(2):
             gb = sum_to(g, self.pshape).reshape(b.shape)
+        return gx, gw, gb
+
+    def _backward_arrays(self, g):
+        """``backward``'s formula on raw arrays, in place where the array is this method's own: the
+        usual case, when no graph of the backward is recorded (no nodes, a third of the passes)."""
+        x, w, b = self.inputs
+        xp, dims, mean, invstd, ufunc = self.xp, self.dims, self.mean, self.invstd, _parallel.ufunc
+        g = g._data
+        want_gw = w is not None and self.needs_grad(1)
+        xhat = tmp = None
+        if want_gw or (self.stats is None and self.needs_grad(0)):
+            xhat = ufunc(xp, xp.subtract, x._data, mean)
+            ufunc(xp, xp.multiply, xhat, invstd, out=xhat)
+        gx = gw = gb = None
+        if self.needs_grad(0):
+            gx = ufunc(xp, xp.multiply, g, w._data.reshape(self.pshape)) if w is not None else g.copy()
+            if self.stats is None:  # mean and var depend on x: project those directions out
+                tmp = ufunc(xp, xp.multiply, gx, xhat)
+                proj = tmp.mean(dims, keepdims=True)
+                ufunc(xp, xp.subtract, gx, gx.mean(dims, keepdims=True), out=gx)
+                ufunc(xp, xp.multiply, xhat, proj, out=tmp)
+                ufunc(xp, xp.subtract, gx, tmp, out=gx)
+            gx = self._const(ufunc(xp, xp.multiply, gx, invstd, out=gx))
+        if want_gw:
+            gw = sum_to(self._const(ufunc(xp, xp.multiply, g, xhat, out=tmp)), self.pshape).reshape(w.shape)
+        if b is not None and self.needs_grad(2):
+            gb = sum_to(self._const(g), self.pshape).reshape(b.shape)
         return gx, gw, gb
 
     def _const(self, arr) -> Tensor:
