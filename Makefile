@@ -23,9 +23,10 @@ run: $(STAMP)
 	$(VENV)/bin/fita up
 
 # Two test processes on two cores: each keeps BLAS (numpy's and torch's) to one thread, since
-# oversubscribed BLAS threads make small matrix products 20-100x slower here.
+# oversubscribed BLAS threads make small matrix products 20-100x slower here. A test module runs
+# whole in one process (--dist loadfile): the service tests share one live service per module.
 test: $(STAMP)
-	OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(PY) -m pytest -q -n 2 $(PYTEST_ARGS)
+	OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(PY) -m pytest -q -n 2 --dist loadfile $(PYTEST_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info
