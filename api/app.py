@@ -81,9 +81,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         url = resolve_redis_url(settings)
         records = Records(connect(url))
         store = LocalStore(settings.artifacts_dir)
-        svc = Services(settings=settings, records=records, rq=rq_connection(url), aredis=connect_async(url), store=store,
-                       uploads=Uploads(records.r, store), keys=KeyRing(settings), predictors=PredictorCache(store),
-                       data_settings=DataSettings.from_env())
+        svc = Services(settings=settings, records=records, rq=rq_connection(url), aredis=connect_async(url),
+                       store=store, uploads=Uploads(records.r, store, quota_bytes=settings.quota_storage_bytes),
+                       keys=KeyRing(settings), predictors=PredictorCache(store), data_settings=DataSettings.from_env())
         if svc.keys.empty():
             log.warning("no API keys are configured: every request will get a 401; create one with `fita keys "
                         "create` or set FITA_API_KEYS")

@@ -28,7 +28,8 @@ def tight(tmp_path_factory):
     with RedisServer(data_dir, write_url_file=False) as redis:
         svc = start_service(data_dir, redis.url, workers=2, FITA_QUOTA_RUNNING="1", FITA_QUOTA_QUEUED="2",
                             FITA_SUBMIT_RATE="6", FITA_MAX_FLOPS_PER_STEP="1e6", FITA_MAX_SAMPLES_SEEN="50000",
-                            FITA_CORS_ORIGINS="http://dashboard.test")
+                            FITA_CORS_ORIGINS="http://dashboard.test",
+                            FITA_QUOTA_STORAGE_BYTES="5000")
         try:
             yield svc
         finally:
@@ -88,3 +89,19 @@ def test_cors_only_for_configured_origins(tight):
     assert ok.headers.get("access-control-allow-origin") == "http://dashboard.test"
     other = httpx.get(tight.url + "/healthz", headers={"Origin": "http://evil.test"})
     assert "access-control-allow-origin" not in other.headers
+
+
+def test_storage_quota_on_uploads(tight):
+    rows = "\n".join(f"{i % 7},{i % 5},{i % 3}" for i in range(400))
+    csv = ("a,b,label\n" + rows + "\n").encode()                   # ~2.4 kB: two fit in 5000 bytes, three do not
+    with tight.client("t2") as c:
+        first, second = (c.post("/v1/datasets", files={"file": ("d.csv", csv, "text/csv")}) for _ in range(2))
+        assert first.status_code == second.status_code == 201
+        third = c.post("/v1/datasets", files={"file": ("d.csv", csv, "text/csv")})
+        assert third.status_code == 413 and third.json()["error"]["code"] == "storage_quota_exceeded"
+        assert "FITA_QUOTA_STORAGE_BYTES" in third.json()["error"]["message"]
+        assert c.get("/v1/datasets").json()["data"][0]["id"] == second.json()["id"]   # nothing half-made
+        assert c.delete(f"/v1/datasets/{first.json()['id']}").status_code == 200
+        assert c.post("/v1/datasets", files={"file": ("d.csv", csv, "text/csv")}).status_code == 201
+    with tight.client("t1") as other:         # the quota is per tenant
+        assert other.post("/v1/datasets", files={"file": ("d.csv", csv, "text/csv")}).status_code == 201

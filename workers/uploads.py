@@ -4,6 +4,7 @@
     fita:dataset:<id>                      string: the record as JSON (id, tenant, filename, bytes, sha256,
                                            created_at, info: workers.datasets.DatasetInfo.to_dict())
     fita:tenant:<tenant>:datasets          sorted set: the tenant's dataset ids by created_at
+    fita:tenant:<tenant>:dataset_bytes     the bytes of the tenant's uploads (its storage quota)
 
 A spec names an upload as ``data.dataset: upload:<id>``; ``resolver(tenant)`` gives the function that
 workers.datasets calls to find the file (and the target and task it was uploaded with, which a spec that
@@ -24,14 +25,34 @@ from .datasets import DataSettings, DatasetError, describe_upload
 from .records import zpage
 from .store import LocalStore, validate_id
 
-__all__ = ["Uploads", "SUFFIXES"]
+__all__ = ["Uploads", "SUFFIXES", "StorageQuotaExceeded"]
 
 SUFFIXES = (".npz", ".csv")
 
 
+class StorageQuotaExceeded(Exception):
+    """The tenant's uploads would pass its storage quota."""
+
+
 class Uploads:
-    def __init__(self, client: redis.Redis, store: LocalStore, prefix: str = "fita"):
-        self.r, self.store, self.prefix = client, store, prefix
+    def __init__(self, client: redis.Redis, store: LocalStore, prefix: str = "fita", quota_bytes: int = 0):
+        self.r, self.store, self.prefix, self.quota_bytes = client, store, prefix, quota_bytes
+
+    def _bytes_key(self, tenant: str) -> str:
+        return f"{self.prefix}:tenant:{validate_id(tenant, 'tenant')}:dataset_bytes"
+
+    def stored_bytes(self, tenant: str) -> int:
+        return int(self.r.get(self._bytes_key(tenant)) or 0)
+
+    def _reserve(self, tenant: str, size: int) -> None:
+        """Count ``size`` against the tenant's quota (``quota_bytes``; 0: none), or refuse it. Counting
+        first and checking after makes two concurrent uploads unable to slip past the quota together."""
+        total = self.r.incrby(self._bytes_key(tenant), size)
+        if self.quota_bytes and total > self.quota_bytes:
+            self.r.decrby(self._bytes_key(tenant), size)
+            raise StorageQuotaExceeded(f"this upload ({size} bytes) would bring your datasets to {total} bytes, over "
+                                       f"your quota of {self.quota_bytes} bytes (FITA_QUOTA_STORAGE_BYTES); delete "
+                                       "some with DELETE /v1/datasets/{id}")
 
     def _key(self, dataset_id: str) -> str:
         return f"{self.prefix}:dataset:{validate_id(dataset_id, 'dataset id')}"
@@ -59,7 +80,13 @@ class Uploads:
         with open(named, "rb") as f:
             for chunk in iter(lambda: f.read(1 << 20), b""):
                 digest.update(chunk)
-        size = self.store.put_file(self.file_key(dataset_id, suffix), named)
+        size = named.stat().st_size
+        self._reserve(tenant, size)
+        try:
+            self.store.put_file(self.file_key(dataset_id, suffix), named)
+        except BaseException:
+            self.r.decrby(self._bytes_key(tenant), size)
+            raise
         info.name = filename
         record = {"id": dataset_id, "object": "dataset", "tenant": tenant, "filename": filename, "bytes": size,
                   "sha256": digest.hexdigest(), "created_at": time.time(), "suffix": suffix,
@@ -89,6 +116,7 @@ class Uploads:
         with self.r.pipeline() as p:
             p.delete(self._key(dataset_id))
             p.zrem(self._index(record["tenant"]), dataset_id)
+            p.decrby(self._bytes_key(record["tenant"]), record["bytes"])
             p.execute()
         self.store.delete_prefix(f"datasets/{dataset_id}")
 

@@ -20,6 +20,7 @@ from workers.datasets import DatasetError, builtin_datasets, describe_dataset
 from workers.records import JobNotFound
 from workers.spec import DataSpec
 from workers.store import InvalidKeyError
+from workers.uploads import StorageQuotaExceeded
 
 from ..deps import ServicesDep, TenantDep
 from ..errors import ApiError, not_found
@@ -133,6 +134,8 @@ async def upload_dataset(request: Request, svc: ServicesDep, tenant: TenantDep, 
             record = await run_in_threadpool(svc.uploads.create, tenant, dest, Path(name).name,
                                              target=fields.get("target") or target, task=task,
                                              data_settings=svc.data_settings)
+        except StorageQuotaExceeded as e:
+            raise ApiError(413, "storage_quota_exceeded", str(e), "file") from None
         except DatasetError as e:
             # the loader names a job spec's data.target / data.task; here they are this request's fields
             param = e.param.removeprefix("data.") if e.param else None
