@@ -2,7 +2,8 @@
 
 Routes raise ``ApiError``; the handlers installed by ``install`` turn it, FastAPI's own validation
 errors (``param`` names the field), a job spec's ``SpecError``, Starlette's HTTP errors (404 for an
-unknown path, 405) and an unreachable Redis (503 with Retry-After) into that shape. Anything unexpected is logged with its traceback and answered
+unknown path, 405), a malformed multipart body (422 invalid_syntax) and an unreachable Redis (503 with
+Retry-After) into that shape. Anything unexpected is logged with its traceback and answered
 with a 500 in the same shape that says nothing about the inside.
 """
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import logging
 
 import redis
+from python_multipart.exceptions import FormParserError
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -99,6 +101,12 @@ def install(app: FastAPI) -> None:
         elif exc.status_code == 405:
             message = f"{request.method} is not allowed on {request.url.path} (see /docs)"
         return respond(exc.status_code, code, message, None, getattr(exc, "headers", None))
+
+    @app.exception_handler(FormParserError)
+    async def _bad_multipart(request: Request, exc: FormParserError):
+        # python-multipart's streaming parser (dataset uploads) on a body that is not valid multipart
+        return respond(422, "invalid_syntax", f"malformed multipart/form-data body ({exc}); send the file as "
+                       "curl -F file=@data.csv does, or the raw file with ?filename=", "file")
 
     @app.exception_handler(redis.ConnectionError)
     @app.exception_handler(redis.TimeoutError)

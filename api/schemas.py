@@ -20,7 +20,9 @@ class ErrorResponse(BaseModel):
     error: ErrorDetail
 
 
-ERRORS = {code: {"model": ErrorResponse} for code in (400, 401, 404, 409, 413, 415, 422, 503)}
+# every status a /v1 route may answer with an error (429: FITA_SUBMIT_RATE, FITA_QUOTA_QUEUED; 500: an
+# unexpected error, logged), each in the one error shape
+ERRORS = {code: {"model": ErrorResponse} for code in (400, 401, 404, 409, 413, 415, 422, 429, 500, 503)}
 
 
 class _Page(BaseModel):
