@@ -545,15 +545,15 @@ class Records:
 
     def read_events(self, job_id: str, after: str | None = None, limit: int = 1000) -> list[dict]:
         """Events in order, ``[{"id", "type", "time", "data"}]``; ``after``: an event id (e.g. Last-Event-ID)."""
-        start = "-" if after is None else "(" + _check_stream_id(after)
-        return [_event(i, f) for i, f in self.r.xrange(self.events_key(job_id), start, "+", count=limit)]
+        start = "-" if after is None else "(" + check_stream_id(after)
+        return [decode_event(i, f) for i, f in self.r.xrange(self.events_key(job_id), start, "+", count=limit)]
 
     def wait_events(self, job_id: str, after: str | None = None, timeout_s: float = 15.0) -> list[dict]:
         """Block up to ``timeout_s`` for events after ``after`` (None: only new ones); [] on timeout (send
         a keep-alive and call again). Holds a connection while it waits."""
-        start = "$" if after is None else _check_stream_id(after)
+        start = "$" if after is None else check_stream_id(after)
         got = self.r.xread({self.events_key(job_id): start}, block=max(1, int(timeout_s * 1000)), count=1000)
-        return [_event(i, f) for _, entries in got for i, f in entries]
+        return [decode_event(i, f) for _, entries in got for i, f in entries]
 
     # ---- metrics ----------------------------------------------------------------------------------
     def append_metrics(self, job_id: str, attempt_id: int, records: list[dict]) -> int:
@@ -645,12 +645,13 @@ class MetricsWriter:
             self.close()
 
 
-def _check_stream_id(value: str) -> str:
+def check_stream_id(value: str) -> str:
     if not isinstance(value, str) or not _STREAM_ID.fullmatch(value):
         raise ValueError(f"an event id looks like '1700000000000-0', got {value!r}")
     return value
 
 
-def _event(event_id: str, fields: dict) -> dict:
+def decode_event(event_id: str, fields: dict) -> dict:
+    """One entry of an events stream -> ``{"id", "type", "time", "data"}``."""
     return {"id": event_id, "type": fields["type"], "time": json.loads(fields["time"]),
             "data": json.loads(fields["data"])}

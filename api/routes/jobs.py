@@ -15,7 +15,8 @@ from starlette.concurrency import run_in_threadpool
 from workers.build import dry_build
 from workers.checkpoints import list_checkpoints
 from workers.queue import enqueue
-from workers.records import STATUSES, TERMINAL, IdempotencyMismatch, InvalidTransition, JobNotFound, decode_job
+from workers.records import (STATUSES, TERMINAL, IdempotencyMismatch, InvalidTransition, JobNotFound, decode_event,
+                             decode_job)
 from workers.spec import SpecError, parse_spec
 from workers.store import ArtifactNotFound, InvalidKeyError
 from workers.train import best_weights_key, weights_key
@@ -161,20 +162,22 @@ def _sse(event: dict) -> str:
 
 
 async def _stream(request: Request, svc: Services, job_id: str, status: str, backlog: list, cursor: str | None):
-    """Backlog first, then new events as they come, a comment line as keep-alive every
-    ``sse_keepalive_s``; ends after the job's final event (a job already finished: after the backlog)."""
+    """Backlog first, then new events as they come (a blocking XREAD on the asyncio client, so a
+    follower holds no thread), a comment line as keep-alive every ``sse_keepalive_s``; ends after the
+    job's final event (a job already finished: after the backlog)."""
     yield "retry: 3000\n\n"
     for event in backlog:
         cursor = event["id"]
         yield _sse(event)
     final = status in TERMINAL
+    key = svc.records.events_key(job_id)
     while not final and not await request.is_disconnected():
-        events = await run_in_threadpool(svc.records.wait_events, job_id, cursor or "0-0",
-                                         svc.settings.sse_keepalive_s)
+        got = await svc.aredis.xread({key: cursor or "0-0"}, block=int(svc.settings.sse_keepalive_s * 1000),
+                                     count=1000)
+        events = [decode_event(i, f) for _, entries in got for i, f in entries]
         if not events:
             yield ": keep-alive\n\n"
-            job = await run_in_threadpool(svc.records.get_job, job_id)
-            final = job is None
+            final = not await svc.aredis.exists(svc.records.job_key(job_id))    # deleted meanwhile
             continue
         for event in events:
             cursor = event["id"]
