@@ -3,6 +3,7 @@ one-line progress of a training job. Plain text; nothing here talks to the serve
 from __future__ import annotations
 
 import math
+import shutil
 import time
 from typing import IO, Any, Sequence
 
@@ -133,27 +134,33 @@ def progress_text(job) -> str:
 
 
 class ProgressLine:
-    """A live progress line on ``stream``: redrawn in place on a terminal; elsewhere (a log file, a
-    pipe) a new line only when the epoch or status changes, so logs stay readable."""
+    """A live progress line on ``stream``: redrawn in place on a terminal (cut to its width, or the
+    redraw would wrap); elsewhere (a log file, a pipe) a new line when the status changes, or the epoch
+    does ``every_s`` after the last line, so logs stay short."""
 
-    def __init__(self, stream: IO[str]):
-        self.stream = stream
+    def __init__(self, stream: IO[str], every_s: float = 5.0):
+        self.stream, self.every_s = stream, every_s
         self.live = stream.isatty()
         self.width = 0
-        self.last_key: tuple | None = None
+        self.last: tuple | None = None
+        self.last_time = 0.0
 
     def update(self, job) -> None:
         text = f"{job.status:<10} {progress_text(job)}".rstrip()
         if self.live:
+            text = text[:shutil.get_terminal_size().columns - 1]
             self.stream.write("\r" + text.ljust(self.width))
             self.width = len(text)
-        else:
-            key = (job.status, (job.progress or {}).get("epoch"))
-            if key == self.last_key:
-                return
-            self.last_key = key
+        elif self._worth_a_line(job):
             self.stream.write(text + "\n")
         self.stream.flush()
+
+    def _worth_a_line(self, job) -> bool:
+        now, key = time.monotonic(), (job.status, (job.progress or {}).get("epoch"))
+        due = self.last is None or key[0] != self.last[0] or (key != self.last and now - self.last_time >= self.every_s)
+        if due:
+            self.last, self.last_time = key, now
+        return due
 
     def close(self) -> None:
         if self.live and self.width:
