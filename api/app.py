@@ -28,7 +28,7 @@ from workers.uploads import Uploads
 from . import errors
 from .auth import KeyRing
 from .deps import Services
-from .routes import datasets, health, jobs
+from .routes import datasets, health, jobs, observability
 
 log = logging.getLogger(__name__)
 
@@ -106,6 +106,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(health.router)
     app.include_router(jobs.router)
     app.include_router(datasets.router)
+    app.include_router(observability.router)
+    observability.install(app)
     app.add_middleware(BodyLimit, settings=settings)
     if settings.cors_origins.strip():         # off unless configured: browsers on other origins get nothing
         app.add_middleware(CORSMiddleware, allow_origins=[o.strip() for o in settings.cors_origins.split(",")],

@@ -25,8 +25,8 @@ from .client import Client, FitaError, Job
 
 
 def _logging(level: str = "INFO") -> None:
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-                        datefmt="%H:%M:%S")
+    from workers.logs import setup_logging
+    setup_logging(level)
 
 
 def cmd_up(args) -> int:
@@ -42,7 +42,8 @@ def cmd_api(args) -> int:
     settings = Settings.from_env()
     uvicorn.run(create_app(settings), host=args.host or settings.host,
                 port=settings.port if args.port is None else args.port, log_level=args.log_level.lower(),
-                timeout_graceful_shutdown=5, access_log=args.access_log)
+                timeout_graceful_shutdown=5, access_log=args.access_log,
+                log_config=None)                 # uvicorn logs through our handler (JSON off a terminal)
     return 0
 
 

@@ -7,6 +7,7 @@ Keys (``prefix`` defaults to "fita")::
     fita:job:<id>:events          stream: the job's event log {type, time, data (JSON)}; ids are SSE ids
     fita:jobs                     sorted set: every job id, scored by created_at (newest first = ZREVRANGE)
     fita:active                   set: the jobs someone must run (queued, running, cancelling), for the sweep
+    fita:status_counts            hash: status -> how many jobs are in it
     fita:tenant:<t>:queued        set: the tenant's queued jobs; :running, its running and cancelling ones (quotas)
     fita:tenant:<tenant>:jobs     sorted set: the same, per tenant
     fita:idem:<tenant>:<sha256>   string: the job id an Idempotency-Key created (24 h)
@@ -212,7 +213,8 @@ if v[2] == '"cancel"' then return 'cancel' elseif v[2] == '"pause"' then return 
 return 'ok'
 """
 
-# KEYS: idempotency key ('' for none), job, events, all jobs, tenant's jobs, active jobs, tenant's queued. ARGV: id, ttl, score, event
+# KEYS: idempotency key ('' for none), job, events, all jobs, tenant's jobs, active jobs, tenant's queued,
+# status counts. ARGV: id, ttl, score, event
 # time, event data, the spec's fingerprint, then the hash's field/value pairs. Returns the id of the job (an earlier one on replay).
 _CREATE = """
 if KEYS[1] ~= '' then
@@ -231,6 +233,7 @@ redis.call('ZADD', KEYS[4], ARGV[3], ARGV[1])
 redis.call('ZADD', KEYS[5], ARGV[3], ARGV[1])
 redis.call('SADD', KEYS[6], ARGV[1])
 redis.call('SADD', KEYS[7], ARGV[1])
+redis.call('HINCRBY', KEYS[8], 'queued', 1)
 redis.call('XADD', KEYS[3], '*', 'type', 'queued', 'time', ARGV[4], 'data', ARGV[5])
 return ARGV[1]
 """
@@ -267,6 +270,15 @@ class Records:
     def active_key(self) -> str:
         return f"{self.prefix}:active"
 
+    @property
+    def counts_key(self) -> str:
+        return f"{self.prefix}:status_counts"
+
+    def status_counts(self) -> dict[str, int]:
+        """How many jobs are in each status (kept by every status change; for /metrics)."""
+        counts = self.r.hgetall(self.counts_key)
+        return {status: max(0, int(counts.get(status, 0))) for status in STATUSES}
+
     def active_jobs(self) -> list[str]:
         """Ids of the jobs that are queued, running or cancelling (what the sweep looks after)."""
         return sorted(self.r.smembers(self.active_key))
@@ -290,7 +302,7 @@ class Records:
         pairs = [x for k, v in record.items() for x in (k, _enc(v))]
         fingerprint = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()
         keys = [idem, self.job_key(job_id), self.events_key(job_id), self.jobs_key(), self.jobs_key(tenant),
-                self.active_key, self.tenant_key(tenant, "queued")]
+                self.active_key, self.tenant_key(tenant, "queued"), self.counts_key]
         try:
             got = self._create(keys=keys, args=[job_id, 86400, now, now, "{}", fingerprint, *pairs])
         except redis.ResponseError as e:
@@ -354,6 +366,7 @@ class Records:
             p.zrem(self.jobs_key(), job_id)
             p.zrem(self.jobs_key(job["tenant"]), job_id)
             self._index_status(p, job_id, job["tenant"], None)
+            p.hincrby(self.counts_key, job["status"], -1)
             p.execute()
 
     # ---- status ---------------------------------------------------------------------------------
@@ -377,8 +390,10 @@ class Records:
             pipe.multi()
             if updates:
                 pipe.hset(key, mapping={k: _enc(v) for k, v in {**updates, "updated_at": now}.items()})
-            if "status" in updates:
+            if "status" in updates and updates["status"] != job["status"]:
                 self._index_status(pipe, job_id, job["tenant"], updates["status"])
+                pipe.hincrby(self.counts_key, job["status"], -1)
+                pipe.hincrby(self.counts_key, updates["status"], 1)
             for kind, data in events:
                 pipe.xadd(self.events_key(job_id), {"type": kind, "time": _enc(now), "data": _enc(data or {})})
             return result

@@ -28,6 +28,7 @@ import time
 from rq import Queue, Worker
 from rq.serializers import JSONSerializer
 
+from .logs import job_context
 from .queue import QUEUES, enqueue, rq_connection
 from .records import LeaseLost, Records
 from .redis_server import connect, die_with_parent, resolve_redis_url
@@ -96,9 +97,10 @@ def train_job(job_id: str) -> str:
     if job is None:
         return "lost"
     uploads = Uploads(records.r, store)
-    status = run_job(job_id, settings=settings, records=records, store=store, device=_device,
-                     worker=os.environ.get("RQ_WORKER_ID"), shutdown=_shutdown,
-                     resolve_upload=uploads.resolver(job["tenant"]))
+    with job_context(job_id):
+        status = run_job(job_id, settings=settings, records=records, store=store, device=_device,
+                         worker=os.environ.get("RQ_WORKER_ID"), shutdown=_shutdown,
+                         resolve_upload=uploads.resolver(job["tenant"]))
     if status == DEFERRED:        # the tenant's running quota is full: back of the queue, a little later
         time.sleep(QUOTA_RETRY_S)
     if status in ("queued", DEFERRED):   # queued: handed back on shutdown, to continue from the checkpoint
