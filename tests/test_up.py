@@ -2,6 +2,7 @@
 prints where to look and a key; a worker killed with SIGKILL is restarted and its job continues within
 seconds; Ctrl-C stops everything after the running job has gone back to the queue; the next `fita up`
 on the same data directory finds the job (Redis's append-only file) and finishes it."""
+import json
 import os
 import signal
 import subprocess
@@ -113,7 +114,7 @@ def test_up_supervises_its_worker_and_stops_cleanly(data_dir):
     assert code == 0
     assert not [p for p in children + [redis_pid] if _alive(p)], "a child outlived fita up"
     assert not (data_dir / "redis.url").exists()
-    assert any(line.endswith("stopped") for line in up.lines)
+    assert any(json.loads(line).get("message") == "stopped" for line in up.lines if line.startswith("{"))
 
 
 def test_ctrl_c_hands_the_running_job_back_and_the_next_up_finishes_it(data_dir):
