@@ -209,16 +209,24 @@ def resolve_redis_url(settings: Settings | None = None) -> str:
 
 
 def _client_options() -> dict:
-    """Retry with exponential backoff (about 30 s in all) when the connection drops, so that a restarted
-    Redis is a pause, not a crash."""
+    """Retry with exponential backoff (0.1 s doubling to 4 s) for about ``FITA_REDIS_RETRY_S`` seconds in
+    all when the connection drops, so that a restarted Redis is a pause, not a crash."""
     return dict(retry_on_error=[redis.ConnectionError, redis.TimeoutError], health_check_interval=30,
                 socket_connect_timeout=5)
+
+
+def _retries() -> int:
+    budget, waited, n = Settings.from_env().redis_retry_s, 0.0, 0
+    while waited < budget:
+        waited += min(4.0, 0.1 * 2 ** (n + 1))
+        n += 1
+    return n
 
 
 def connect(url: str, decode_responses: bool = True) -> redis.Redis:
     """A client that rides out a Redis restart (see ``_client_options``)."""
     return redis.Redis.from_url(url, decode_responses=decode_responses,
-                                retry=Retry(ExponentialBackoff(cap=4.0, base=0.1), 12), **_client_options())
+                                retry=Retry(ExponentialBackoff(cap=4.0, base=0.1), _retries()), **_client_options())
 
 
 def connect_async(url: str) -> "redis.asyncio.Redis":
@@ -226,5 +234,5 @@ def connect_async(url: str) -> "redis.asyncio.Redis":
     import redis.asyncio
     from redis.asyncio.retry import Retry as AsyncRetry
     return redis.asyncio.Redis.from_url(url, decode_responses=True,
-                                        retry=AsyncRetry(ExponentialBackoff(cap=4.0, base=0.1), 12),
+                                        retry=AsyncRetry(ExponentialBackoff(cap=4.0, base=0.1), _retries()),
                                         **_client_options())

@@ -13,6 +13,7 @@ thing in every process. A bad value fails at start-up with the variable's name, 
 | FITA_CHECKPOINT_KEEP      | 3            | checkpoints kept per job (the newest N; older ones are deleted)  |
 | FITA_MAX_RESTARTS         | 5            | times an interrupted job is re-queued before it fails            |
 | FITA_JOB_TIMEOUT_S        | 86400        | the server-wide cap on training.max_runtime_s (RQ's job_timeout is 10 min more) |
+| FITA_REDIS_RETRY_S        | 30           | how long a process retries (with backoff) when Redis is unreachable |
 | FITA_CANCEL_GRACE_S       | 30           | a cancelled job still running after this long has its work process killed |
 | FITA_SWEEP_INTERVAL_S     | 2.0          | how often the API looks for jobs whose worker died (workers/queue.py) |
 | FITA_SSE_KEEPALIVE_S      | 15.0         | seconds between keep-alive comments on an idle event stream      |
@@ -53,6 +54,7 @@ class Settings:
     max_restarts: int = 5
     job_timeout_s: int = 86400
     cancel_grace_s: float = 30.0
+    redis_retry_s: float = 30.0
     sweep_interval_s: float = 2.0
     sse_keepalive_s: float = 15.0
     quota_running: int = 8
@@ -120,6 +122,7 @@ class Settings:
             checkpoint_keep=get("FITA_CHECKPOINT_KEEP", int, d.checkpoint_keep, 1),
             max_restarts=get("FITA_MAX_RESTARTS", int, d.max_restarts, 0),
             job_timeout_s=get("FITA_JOB_TIMEOUT_S", int, d.job_timeout_s, 1),
+            redis_retry_s=get("FITA_REDIS_RETRY_S", float, d.redis_retry_s, 0.0),
             cancel_grace_s=get("FITA_CANCEL_GRACE_S", float, d.cancel_grace_s, 0.0),
             sweep_interval_s=get("FITA_SWEEP_INTERVAL_S", float, d.sweep_interval_s, 0.1),
             sse_keepalive_s=get("FITA_SSE_KEEPALIVE_S", float, d.sse_keepalive_s, 0.1),

@@ -18,6 +18,8 @@ Signals, the way a deploy needs them (RQ's defaults would kill the job or wait f
 """
 from __future__ import annotations
 
+import contextlib
+import itertools
 import logging
 import os
 import signal
@@ -25,11 +27,13 @@ import socket
 import threading
 import time
 
+import redis
 from rq import Queue, Worker
+from rq.exceptions import StopRequested
 from rq.serializers import JSONSerializer
 
 from .logs import job_context
-from .queue import QUEUES, enqueue, rq_connection
+from .queue import QUEUES, enqueue, forget_worker, rq_connection
 from .records import LeaseLost, Records
 from .redis_server import connect, die_with_parent, resolve_redis_url
 from .settings import Settings
@@ -43,7 +47,8 @@ log = logging.getLogger(__name__)
 
 WORKER_TTL_S = 30               # an idle worker's registration lives this long past a heartbeat (+60 s)
 MONITOR_INTERVAL_S = 5          # how often a busy worker heartbeats while its work process trains
-QUOTA_RETRY_S = 1.0             # a job deferred by its tenant's running quota is re-queued after this
+QUOTA_RETRY_S = 1.0
+REDIS_RETRY_PAUSE_S = 2.0       # between a worker loop that lost Redis and the next             # a job deferred by its tenant's running quota is re-queued after this
 
 # Set by run_worker before RQ forks; the work process inherits them.
 _device = "cpu"
@@ -142,9 +147,30 @@ def run_worker(queues: list[str], device: str = "cpu", *, name: str | None = Non
     _device = check_device(device)
     if _device == "cpu" and "gpu" in queues:
         log.warning("a CPU worker on the gpu queue trains GPU jobs on the CPU")
-    conn = rq_connection(resolve_redis_url(settings))
+    url = resolve_redis_url(settings)
     _preload()
-    worker = FitaWorker([Queue(q, connection=conn, serializer=JSONSerializer) for q in queues], connection=conn,
-                        name=name or worker_name(_device), serializer=JSONSerializer, worker_ttl=WORKER_TTL_S,
-                        job_monitoring_interval=MONITOR_INTERVAL_S)
-    worker.work(burst=burst, logging_level=log_level, with_scheduler=False)
+    name = name or worker_name(_device)
+    previous = None
+    for restart in itertools.count():
+        conn = rq_connection(url)
+        if previous is not None:     # our old registration goes, so the sweep re-queues its job at once
+            with contextlib.suppress(redis.ConnectionError, redis.TimeoutError):
+                forget_worker(conn, previous)
+        worker = FitaWorker([Queue(q, connection=conn, serializer=JSONSerializer) for q in queues], connection=conn,
+                            name=name if restart == 0 else f"{name}.r{restart}", serializer=JSONSerializer,
+                            worker_ttl=WORKER_TTL_S, job_monitoring_interval=MONITOR_INTERVAL_S)
+        try:
+            worker.work(burst=burst, logging_level=log_level, with_scheduler=False)
+        except (redis.ConnectionError, redis.TimeoutError) as e:       # before its loop (registering)
+            log.warning("worker %s: Redis unreachable: %s", worker.name, e)
+        if burst or getattr(worker, "_shutdown_requested_date", None) is not None:
+            return
+        previous = worker.name
+        # RQ leaves its loop when Redis stays unreachable past the client's retries: start again, so that
+        # a long Redis outage is a pause for a worker started by hand too (under a new name: the old
+        # registration may still be there)
+        log.warning("worker %s lost Redis; starting again in %.0f s", worker.name, REDIS_RETRY_PAUSE_S)
+        try:
+            time.sleep(REDIS_RETRY_PAUSE_S)
+        except (StopRequested, KeyboardInterrupt):      # RQ's signal handlers are still installed
+            return
