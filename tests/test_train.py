@@ -74,8 +74,9 @@ def test_job_succeeds_with_metrics_checkpoints_and_weights_that_torch_loads(rec,
 
     job = rec.get_job(job_id)
     assert job["status"] == "succeeded" and job["error"] is None and job["attempt"] == 1
-    assert job["progress"]["step"] == job["progress"]["total_steps"] == 32 and job["progress"]["epoch"] == 4
-    assert job["phase"] == "saving"
+    assert job["progress"]["step"] == job["progress"]["total_steps"] == 32 and job["progress"]["epoch"] == 3 \
+        and job["progress"]["epochs"] == 4
+    assert job["phase"] is None                      # it was "saving" until it succeeded
     assert job["dataset"]["input_mean"] is not None and len(job["dataset"]["input_std"]) == 4
     assert job["result"]["metrics"]["val_accuracy"] >= 0.8
     m = rec.read_metrics(job_id)

@@ -425,8 +425,8 @@ class Records:
             updates["lease"] = updates["control"] = None  # whoever ran it no longer owns it
         if to in TERMINAL:
             updates["finished_at"] = now
-        if to == "queued":
-            updates["phase"] = None
+        if to not in ("running", "cancelling"):
+            updates["phase"] = None         # no phase outside a run (not "saving" after it succeeded)
         return updates, [(_STATUS_EVENT[to], data)] if to in _STATUS_EVENT else []
 
     def transition(self, job_id: str, status: str, *, attempt_id: int | None = None, error_code: str | None = None,

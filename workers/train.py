@@ -182,6 +182,7 @@ class _Attempt:
         self.best = _Best()
         self.last_train: dict = {}
         self.last_val: dict = {}
+        self.last_train_mean: float | None = None
         self.metrics = None
 
     # ---- the whole attempt -------------------------------------------------------------------------
@@ -327,7 +328,7 @@ class _Attempt:
             # ---- the epoch's end ----
             self._drain()
             train_mean = float(np.mean(self.epoch_losses)) if self.epoch_losses else math.nan
-            self.epoch_losses = []
+            self.epoch_losses, self.last_train_mean = [], train_mean
             val = self._validate(epoch) if data.val is not None else {}
             monitor = val.get("loss", train_mean)
             if scheduler is not None and not step_interval:
@@ -405,7 +406,8 @@ class _Attempt:
         rate = done / elapsed
         eta = (self.total_steps - self.step) / rate if rate > 0 else None
         self.records.update_job(self.job_id, attempt_id=self.attempt, progress={
-            "epoch": epoch, "step": self.step, "total_steps": self.total_steps,
+            "epoch": min(epoch, self.spec.training.epochs - 1), "epochs": self.spec.training.epochs,
+            "step": self.step, "total_steps": self.total_steps,
             "samples_per_s": round(self.samples / elapsed, 2), "eta_s": round(eta, 2) if eta is not None else None})
 
     def _set_phase(self, phase: str) -> None:
@@ -486,7 +488,9 @@ class _Attempt:
         self.metrics.flush()
         self._set_phase("saving")
         spec, data = self.spec, self.data
-        final_metrics = {"train_loss": self.last_train.get("loss")}
+        # the last epoch's mean training loss, as the best weights' metrics (and epoch_end events) have it
+        final_metrics = {"train_loss": self.last_train_mean if self.last_train_mean is not None
+                         else self.last_train.get("loss")}
         if self.last_val:
             final_metrics["val_loss"] = self.last_val.get("loss")
             if self.last_val.get("accuracy") is not None:
@@ -514,7 +518,7 @@ class _Attempt:
                               "best": best_weights_key(self.job_id), "best_bytes": n_best,
                               "meta": weights_meta_key(self.job_id)}}
         self.records.update_job(self.job_id, attempt_id=self.attempt, result=result)
-        self._progress(epochs, force=True)
+        self._progress(epochs - 1, force=True)
         self.records.transition(self.job_id, "succeeded", attempt_id=self.attempt, data={"metrics": final_metrics})
         return "succeeded"
 
