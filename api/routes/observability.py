@@ -52,15 +52,30 @@ def install(app) -> None:
     latency = Histogram("fita_http_request_duration_seconds", "HTTP request latency", ["method", "route", "status"],
                         registry=registry, buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
     app.state.prometheus = registry
+    app.add_middleware(_Timing, histogram=latency)
 
-    @app.middleware("http")
-    async def _time(request: Request, call_next):
-        t0 = time.perf_counter()
-        response = await call_next(request)
-        route = request.scope.get("route")
-        latency.labels(request.method, getattr(route, "path", "unmatched"), str(response.status_code)).observe(
-            time.perf_counter() - t0)
-        return response
+
+class _Timing:
+    """Pure ASGI (no BaseHTTPMiddleware: it would wrap a request body's errors, such as BodyLimit's 413,
+    into an exception group and a 500)."""
+
+    def __init__(self, app, histogram):
+        self.app, self.histogram = app, histogram
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        t0, status = time.perf_counter(), [500]
+
+        async def sending(message):
+            if message["type"] == "http.response.start":
+                status[0] = message["status"]
+            await send(message)
+        try:
+            await self.app(scope, receive, sending)
+        finally:
+            route = getattr(scope.get("route"), "path", "unmatched")
+            self.histogram.labels(scope["method"], route, str(status[0])).observe(time.perf_counter() - t0)
 
 
 @router.get("/metrics", summary="Prometheus metrics (text format)", response_class=Response)
