@@ -28,7 +28,7 @@ from workers.uploads import Uploads
 from . import errors
 from .auth import KeyRing
 from .deps import Services
-from .routes import datasets, health, jobs, observability
+from .routes import charts, dashboard, datasets, health, jobs, observability
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +82,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         records = Records(connect(url))
         store = LocalStore(settings.artifacts_dir)
         svc = Services(settings=settings, records=records, rq=rq_connection(url), aredis=connect_async(url),
-                       store=store, uploads=Uploads(records.r, store, quota_bytes=settings.quota_storage_bytes),
+                       store=store, uploads=Uploads(records.r, store, quota_bytes=settings.quota_storage_bytes,
+                                                   other_bytes=records.stored_job_bytes),
                        keys=KeyRing(settings), predictors=PredictorCache(store), data_settings=DataSettings.from_env())
         if svc.keys.empty():
             log.warning("no API keys are configured: every request will get a 401; create one with `fita keys "
@@ -106,6 +107,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(health.router)
     app.include_router(jobs.router)
     app.include_router(datasets.router)
+    app.include_router(charts.router)
+    dashboard.install(app)             # GET /: the web dashboard (api/static)
     app.include_router(observability.router)
     observability.install(app)
     app.add_middleware(BodyLimit, settings=settings)

@@ -6,8 +6,9 @@
   are not refused: the job waits in the queue (workers/train.py, ``deferred``).
 - The size of one job, from its dry build: FLOPs per step (``FITA_MAX_FLOPS_PER_STEP``) and epochs x
   training samples (``FITA_MAX_SAMPLES_SEEN``): 422.
-- Bytes of uploaded datasets per tenant (``FITA_QUOTA_STORAGE_BYTES``): 413 (workers/uploads.py keeps
-  the count).
+- Bytes stored per tenant, uploaded datasets plus its jobs' checkpoints and weights
+  (``FITA_QUOTA_STORAGE_BYTES``): 413 for a submission or an upload once it is full (workers/uploads.py
+  and the training loop keep the counts; a running job may take its tenant past the quota).
 """
 from __future__ import annotations
 
@@ -39,6 +40,15 @@ def check_queue_quota(svc: Services, tenant: str) -> None:
         raise ApiError(429, "quota_exceeded", f"you have {queued} queued jobs, the quota (FITA_QUOTA_QUEUED="
                        f"{svc.settings.quota_queued}); wait for some to start or cancel some",
                        headers={"Retry-After": "30"})
+
+
+def check_storage_quota(svc: Services, tenant: str) -> None:
+    quota = svc.settings.quota_storage_bytes
+    stored = svc.uploads.stored_bytes(tenant) + svc.records.stored_job_bytes(tenant)
+    if quota and stored >= quota:
+        raise ApiError(413, "storage_quota_exceeded", f"you store {stored} bytes (datasets, checkpoints and "
+                       f"weights), your quota is {quota} (FITA_QUOTA_STORAGE_BYTES); delete datasets or finished jobs "
+                       "before submitting more")
 
 
 def check_job_size(svc: Services, result: DryBuildResult) -> None:

@@ -26,7 +26,7 @@ import pytest
 from workers.redis_server import RedisServer, free_port
 
 ROOT = Path(__file__).resolve().parents[1]
-KEYS = {"t1": "key-one-for-tests", "t2": "key-two-for-tests"}
+KEYS = {"t1": "key-one-for-tests", "t2": "key-two-for-tests", "t3": "key-three-for-tests"}
 UPLOAD_LIMIT = 2 << 20
 FINAL = {"succeeded", "failed", "cancelled"}
 

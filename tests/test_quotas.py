@@ -94,7 +94,7 @@ def test_cors_only_for_configured_origins(tight):
 def test_storage_quota_on_uploads(tight):
     rows = "\n".join(f"{i % 7},{i % 5},{i % 3}" for i in range(400))
     csv = ("a,b,label\n" + rows + "\n").encode()                   # ~2.4 kB: two fit in 5000 bytes, three do not
-    with tight.client("t2") as c:
+    with tight.client("t3") as c:                                  # t3 stores nothing else yet
         first, second = (c.post("/v1/datasets", files={"file": ("d.csv", csv, "text/csv")}) for _ in range(2))
         assert first.status_code == second.status_code == 201
         third = c.post("/v1/datasets", files={"file": ("d.csv", csv, "text/csv")})
@@ -102,6 +102,20 @@ def test_storage_quota_on_uploads(tight):
         assert "FITA_QUOTA_STORAGE_BYTES" in third.json()["error"]["message"]
         assert c.get("/v1/datasets").json()["data"][0]["id"] == second.json()["id"]   # nothing half-made
         assert c.delete(f"/v1/datasets/{first.json()['id']}").status_code == 200
-        assert c.post("/v1/datasets", files={"file": ("d.csv", csv, "text/csv")}).status_code == 201
-    with tight.client("t1") as other:         # the quota is per tenant
-        assert other.post("/v1/datasets", files={"file": ("d.csv", csv, "text/csv")}).status_code == 201
+        again = c.post("/v1/datasets", files={"file": ("d.csv", csv, "text/csv")})
+        assert again.status_code == 201
+        for ds in (second, again):                                 # leave t3 empty for the next test
+            assert c.delete(f"/v1/datasets/{ds.json()['id']}").status_code == 200
+
+
+def test_a_jobs_checkpoints_and_weights_count_towards_storage(tight):
+    with tight.client("t3") as c:
+        first = c.post("/v1/jobs", json=spec(epochs=2))
+        assert first.status_code == 201                 # nothing stored yet
+        assert tight.wait_for(first.json()["id"], tenant="t3")["status"] == "succeeded"
+        full = c.post("/v1/jobs", json=spec())          # its checkpoints and weights are over 5000 bytes
+        assert full.status_code == 413 and full.json()["error"]["code"] == "storage_quota_exceeded"
+        upload = c.post("/v1/datasets", files={"file": ("d.csv", b"a,y\n1,0\n2,1\n", "text/csv")})
+        assert upload.status_code == 413 and "checkpoints" in upload.json()["error"]["message"]
+        assert c.delete(f"/v1/jobs/{first.json()['id']}").status_code == 200
+        assert c.post("/v1/jobs", json=spec()).status_code == 201      # deleting the job freed its bytes

@@ -8,6 +8,7 @@ Keys (``prefix`` defaults to "fita")::
     fita:jobs                     sorted set: every job id, scored by created_at (newest first = ZREVRANGE)
     fita:active                   set: the jobs someone must run (queued, running, cancelling), for the sweep
     fita:status_counts            hash: status -> how many jobs are in it
+    fita:tenant:<t>:job_bytes     hash: job id -> bytes of its artifacts (the storage quota)
     fita:tenant:<t>:queued        set: the tenant's queued jobs; :running, its running and cancelling ones (quotas)
     fita:tenant:<tenant>:jobs     sorted set: the same, per tenant
     fita:idem:<tenant>:<sha256>   string: the job id an Idempotency-Key created (24 h)
@@ -367,6 +368,7 @@ class Records:
             p.zrem(self.jobs_key(job["tenant"]), job_id)
             self._index_status(p, job_id, job["tenant"], None)
             p.hincrby(self.counts_key, job["status"], -1)
+            p.hdel(self.tenant_key(job["tenant"], "job_bytes"), job_id)
             p.execute()
 
     # ---- status ---------------------------------------------------------------------------------
@@ -408,6 +410,13 @@ class Records:
 
     def tenant_key(self, tenant: str, what: str) -> str:
         return f"{self.prefix}:tenant:{tenant}:{what}"
+
+    def set_job_bytes(self, tenant: str, job_id: str, n: int) -> None:
+        """Record how many bytes of artifacts (checkpoints, weights) the job keeps (the storage quota)."""
+        self.r.hset(self.tenant_key(tenant, "job_bytes"), job_id, int(n))
+
+    def stored_job_bytes(self, tenant: str) -> int:
+        return sum(int(v) for v in self.r.hvals(self.tenant_key(tenant, "job_bytes")))
 
     def count_jobs(self, tenant: str, status: str) -> int:
         """How many of the tenant's jobs are ``queued`` or ``running`` (running includes cancelling)."""

@@ -95,6 +95,10 @@ class Store:
     def size(self, key: str) -> int:
         raise NotImplementedError
 
+    def prefix_bytes(self, prefix: str) -> int:
+        """The bytes of every artifact under ``prefix`` (a job's directory, for the storage quota)."""
+        return sum(self.size(k) for k in self.list(prefix))
+
     def exists(self, key: str) -> bool:
         try:
             self.size(key)

@@ -228,6 +228,7 @@ class _Attempt:
         job = self.records.get_job(self.job_id)
         if job is None:
             raise _LostLease()
+        self.tenant = job["tenant"]
         limits = SpecLimits.from_settings(self.settings)
         spec = validate_spec(job["spec"], limits)
         self.spec = spec
@@ -469,6 +470,11 @@ class _Attempt:
                                fence=self._fence)
         d = info.to_dict()
         self.records.record_checkpoint(self.job_id, self.attempt, d)
+        self._count_bytes()
+
+    def _count_bytes(self) -> None:
+        """What the job keeps in the store now counts towards its tenant's storage quota."""
+        self.records.set_job_bytes(self.tenant, self.job_id, self.store.prefix_bytes(f"jobs/{self.job_id}"))
 
     def _finish_stop(self, stop: str) -> None:
         """After the checkpoint: pause, time out or hand the job back."""
@@ -518,6 +524,7 @@ class _Attempt:
                               "best": best_weights_key(self.job_id), "best_bytes": n_best,
                               "meta": weights_meta_key(self.job_id)}}
         self.records.update_job(self.job_id, attempt_id=self.attempt, result=result)
+        self._count_bytes()
         self._progress(epochs - 1, force=True)
         self.records.transition(self.job_id, "succeeded", attempt_id=self.attempt, data={"metrics": final_metrics})
         return "succeeded"

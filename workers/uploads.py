@@ -35,8 +35,12 @@ class StorageQuotaExceeded(Exception):
 
 
 class Uploads:
-    def __init__(self, client: redis.Redis, store: LocalStore, prefix: str = "fita", quota_bytes: int = 0):
+    def __init__(self, client: redis.Redis, store: LocalStore, prefix: str = "fita", quota_bytes: int = 0,
+                 other_bytes: Callable[[str], int] | None = None):
+        """``quota_bytes`` (0: none) bounds a tenant's uploads plus ``other_bytes(tenant)`` (its jobs'
+        artifacts)."""
         self.r, self.store, self.prefix, self.quota_bytes = client, store, prefix, quota_bytes
+        self.other_bytes = other_bytes or (lambda tenant: 0)
 
     def _bytes_key(self, tenant: str) -> str:
         return f"{self.prefix}:tenant:{validate_id(tenant, 'tenant')}:dataset_bytes"
@@ -47,12 +51,12 @@ class Uploads:
     def _reserve(self, tenant: str, size: int) -> None:
         """Count ``size`` against the tenant's quota (``quota_bytes``; 0: none), or refuse it. Counting
         first and checking after makes two concurrent uploads unable to slip past the quota together."""
-        total = self.r.incrby(self._bytes_key(tenant), size)
+        total = self.r.incrby(self._bytes_key(tenant), size) + (self.other_bytes(tenant) if self.quota_bytes else 0)
         if self.quota_bytes and total > self.quota_bytes:
             self.r.decrby(self._bytes_key(tenant), size)
-            raise StorageQuotaExceeded(f"this upload ({size} bytes) would bring your datasets to {total} bytes, over "
-                                       f"your quota of {self.quota_bytes} bytes (FITA_QUOTA_STORAGE_BYTES); delete "
-                                       "some with DELETE /v1/datasets/{id}")
+            raise StorageQuotaExceeded(f"this upload ({size} bytes) would bring what you store (datasets, checkpoints "
+                                       f"and weights) to {total} bytes, over your quota of {self.quota_bytes} bytes "
+                                       "(FITA_QUOTA_STORAGE_BYTES); delete datasets or finished jobs first")
 
     def _key(self, dataset_id: str) -> str:
         return f"{self.prefix}:dataset:{validate_id(dataset_id, 'dataset id')}"

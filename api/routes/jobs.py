@@ -23,7 +23,7 @@ from workers.train import best_weights_key, weights_key
 
 from ..deps import Services, ServicesDep, TenantDep
 from ..errors import ApiError, not_found
-from ..limits import check_job_size, check_queue_quota, check_submit_rate
+from ..limits import check_job_size, check_queue_quota, check_storage_quota, check_submit_rate
 from ..schemas import (ERRORS, CheckpointList, Deleted, DryRun, Event, EventList, Job, JobList, Metrics, PredictRequest,
                        PredictResponse)
 
@@ -78,6 +78,7 @@ async def create_job(request: Request, svc: ServicesDep, tenant: TenantDep,
 
     def submit():
         check_queue_quota(svc, tenant)
+        check_storage_quota(svc, tenant)
         job, created = svc.records.create_job(tenant, result.spec, idempotency_key=idempotency_key,
                                               meta={"estimate": estimate})
         if created:
