@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test venv clean
+.PHONY: run test venv chromium clean
 
 # Re-install whenever pyproject.toml changes.
 $(STAMP): pyproject.toml
@@ -25,8 +25,24 @@ run: $(STAMP)
 # Two test processes on two cores: each keeps BLAS (numpy's and torch's) to one thread, since
 # oversubscribed BLAS threads make small matrix products 20-100x slower here. A test module runs
 # whole in one process (--dist loadfile): the service tests share one live service per module.
-test: $(STAMP)
+test: $(STAMP) chromium
 	OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(PY) -m pytest -q -n 2 --dist loadfile $(PYTEST_ARGS)
+
+# The browser tests (tests/test_dashboard.py) drive Debian's Chromium at $(CHROMIUM), never Playwright's own
+# download; installed here with apt-get when missing (root only).
+CHROMIUM ?= /usr/bin/chromium
+chromium:
+	@test -x $(CHROMIUM) || { \
+	    if [ "$$(id -u)" != 0 ]; then echo "make: $(CHROMIUM) is missing, for the browser tests; this is not root, so" \
+	        "install it yourself: sudo apt-get install chromium" >&2; exit 1; fi; \
+	    if ! command -v apt-get >/dev/null; then echo "make: $(CHROMIUM) is missing, for the browser tests, and there" \
+	        "is no apt-get here: install Chromium so that $(CHROMIUM) runs it" >&2; exit 1; fi; \
+	    echo "installing chromium (apt-get) for the browser tests"; \
+	    export DEBIAN_FRONTEND=noninteractive; \
+	    { apt-get update -qq && apt-get install -y -qq --no-install-recommends chromium; } >/tmp/fita-apt-chromium.log 2>&1 \
+	        || { tail -n 20 /tmp/fita-apt-chromium.log >&2; echo "make: apt-get could not install chromium (log above)" >&2; \
+	             exit 1; }; \
+	    test -x $(CHROMIUM) || { echo "make: chromium was installed but $(CHROMIUM) is not there" >&2; exit 1; }; }
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info
