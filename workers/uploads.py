@@ -23,7 +23,7 @@ import redis
 
 from .datasets import DataSettings, DatasetError, describe_upload
 from .records import zpage
-from .store import LocalStore, validate_id
+from .store import InvalidKeyError, LocalStore, validate_id
 
 __all__ = ["Uploads", "SUFFIXES", "StorageQuotaExceeded"]
 
@@ -102,7 +102,11 @@ class Uploads:
         return record
 
     def get(self, dataset_id: str, tenant: str | None = None) -> dict | None:
-        raw = self.r.get(self._key(dataset_id))
+        """The record (None if there is none, it is another tenant's, or ``dataset_id`` is no valid id)."""
+        try:
+            raw = self.r.get(self._key(dataset_id))
+        except InvalidKeyError:
+            return None
         record = json.loads(raw) if raw else None
         if record is None or (tenant is not None and record["tenant"] != tenant):
             return None

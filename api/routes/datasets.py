@@ -19,7 +19,6 @@ from starlette.concurrency import run_in_threadpool
 from workers.datasets import DatasetError, builtin_datasets, describe_dataset
 from workers.records import JobNotFound
 from workers.spec import DataSpec
-from workers.store import InvalidKeyError
 from workers.uploads import StorageQuotaExceeded
 
 from ..deps import ServicesDep, TenantDep
@@ -174,15 +173,14 @@ def list_builtin(svc: ServicesDep, tenant: TenantDep):
 @router.get("/{dataset_id}", response_model=Dataset, summary="One dataset: input shape, target kind, size")
 def get_dataset(dataset_id: str, svc: ServicesDep, tenant: TenantDep):
     found = _builtin(dataset_id, svc)
-    if found is not None:
-        return found
-    try:
-        record = svc.uploads.get(dataset_id, tenant)
-    except InvalidKeyError:
-        record = None
+    return found if found is not None else Dataset(**_upload(svc, tenant, dataset_id))
+
+
+def _upload(svc, tenant: str, dataset_id: str) -> dict:
+    record = svc.uploads.get(dataset_id, tenant)
     if record is None:
         raise not_found("dataset", dataset_id, "dataset_id")
-    return Dataset(**record)
+    return record
 
 
 @router.delete("/{dataset_id}", response_model=Deleted, summary="Delete an uploaded dataset")
@@ -190,11 +188,6 @@ def delete_dataset(dataset_id: str, svc: ServicesDep, tenant: TenantDep):
     if dataset_id in {d["name"] for d in builtin_datasets(svc.data_settings)}:   # GET finds it: not a 404
         raise ApiError(409, "builtin_dataset", f"{dataset_id} is a built-in dataset; only uploaded datasets (ds_...) "
                        "can be deleted", "dataset_id")
-    try:
-        record = svc.uploads.get(dataset_id, tenant)
-    except InvalidKeyError:
-        record = None
-    if record is None:
-        raise not_found("dataset", dataset_id, "dataset_id")
+    _upload(svc, tenant, dataset_id)
     svc.uploads.delete(dataset_id)
     return Deleted(id=dataset_id, object="dataset")

@@ -18,7 +18,7 @@ from workers.queue import enqueue
 from workers.records import (STATUSES, TERMINAL, IdempotencyMismatch, InvalidTransition, JobNotFound, decode_event,
                              decode_job)
 from workers.spec import SpecError, parse_spec
-from workers.store import ArtifactNotFound, InvalidKeyError
+from workers.store import ArtifactNotFound
 from workers.train import best_weights_key, weights_key
 
 from ..deps import Services, ServicesDep, TenantDep
@@ -50,10 +50,7 @@ async def _dry_build(request: Request, svc: Services, tenant: str):
 
 
 def _job(svc: Services, tenant: str, job_id: str) -> dict:
-    try:
-        job = svc.records.get_job(job_id, tenant)
-    except InvalidKeyError:
-        job = None
+    job = svc.records.get_job(job_id, tenant)
     if job is None:
         raise not_found("job", job_id, "job_id")
     return job
