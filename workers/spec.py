@@ -112,6 +112,8 @@ def _limit_error(what: str, value, limit, setting: str) -> PydanticCustomError:
 # ---- the registry: engine classes a spec may name ---------------------------------------------
 
 MERGE_TYPES = {"Add": (), "Mul": (), "Concat": (("dim", "int", -1),)}
+MERGE_DOCS = {"Add": "Sum of its inputs (broadcasting).", "Mul": "Elementwise product of its inputs (broadcasting).",
+              "Concat": "Its inputs concatenated along `dim`."}
 """Graph-only node types that combine their inputs (Fita's own; no parameters): Add and Mul
 elementwise (with broadcasting) over two or more inputs, Concat along ``dim`` (default -1)."""
 
@@ -219,7 +221,8 @@ def _entry(name: str, kind: str, cls: type) -> RegistryEntry:
     clash = _RESERVED & {a.name for a in args}
     if clash:  # a future engine class whose argument would be shadowed by a reserved key
         raise RuntimeError(f"{name} has an argument named {sorted(clash)}, which the job spec reserves")
-    doc = (inspect.getdoc(cls) or "").split("\n\n")[0].replace("\n", " ")
+    own = cls.__dict__.get("__doc__") or ""          # never a base class's (Module's, Optimizer's) doc
+    doc = inspect.cleandoc(own).split("\n\n")[0].replace("\n", " ")
     return RegistryEntry(name, kind, cls, tuple(args), doc, frozenset(a.name for a in args))
 
 
@@ -247,7 +250,7 @@ def registry() -> dict[str, dict[str, RegistryEntry]]:
             out["layer"][name] = _entry(name, "layer", obj)
     for name, args in MERGE_TYPES.items():
         infos = tuple(ArgInfo(a, ann, d) for a, ann, d in args)
-        out["merge"][name] = RegistryEntry(name, "merge", None, infos, MERGE_TYPES.__doc__ or "",
+        out["merge"][name] = RegistryEntry(name, "merge", None, infos, MERGE_DOCS[name],
                                            frozenset(a.name for a in infos))
     for name in optim.__all__:
         obj = getattr(optim, name)
@@ -505,21 +508,30 @@ class DataSpec(_Closed):
     n_samples, noise, n_features, n_classes, target, task) are refused for the others by the
     dataset loader (workers.datasets), with their param."""
 
-    dataset: str = Field(min_length=1, max_length=200)
-    validation_split: float = Field(0.2, ge=0.0, lt=1.0)
-    batch_size: int = Field(32, ge=1)
-    shuffle: bool = True
-    standardize: bool | None = None       # None: true for tabular and image data, false for sequences
-    standardize_target: bool = False      # regression only: targets standardised too (predictions map back)
-    drop_last: bool = False
-    seq_len: int | None = Field(None, ge=1)          # text:<name> and sine_sequences (default 64 / 32)
-    layout: Literal["flat", "image"] | None = None   # digits: 64 features, or 1x8x8 images
-    n_samples: int | None = Field(None, ge=10)       # synthetic datasets
-    noise: float | None = Field(None, ge=0.0, le=10.0)
-    n_features: int | None = Field(None, ge=1, le=1000)   # regression
-    n_classes: int | None = Field(None, ge=2, le=10)      # spirals
-    target: str | None = Field(None, max_length=200)      # uploaded CSV: the target column (default: last)
-    task: Literal["classification", "regression"] | None = None   # uploaded data: override the inference
+    dataset: str = Field(min_length=1, max_length=200, description="a built-in dataset (digits, iris, ...), "
+                         "`text:<corpus>` or `upload:<id>` (see Datasets below)")
+    validation_split: float = Field(0.2, ge=0.0, lt=1.0, description="fraction held out for validation, "
+                                    "chosen reproducibly from training.seed")
+    batch_size: int = Field(32, ge=1, description="samples per optimizer step")
+    shuffle: bool = Field(True, description="reshuffle the training data every epoch")
+    standardize: bool | None = Field(None, description="standardise inputs with the training split's mean and "
+                                     "std (stored with the weights); default: true for tabular and image data, "
+                                     "false for sequences")
+    standardize_target: bool = Field(False, description="regression only: standardise targets too "
+                                     "(predictions map back)")
+    drop_last: bool = Field(False, description="skip the last, smaller batch of an epoch")
+    seq_len: int | None = Field(None, ge=1, description="`text:<name>` and sine_sequences: sequence "
+                                "length (default 64 / 32)")
+    layout: Literal["flat", "image"] | None = Field(None, description="digits: 64 features (flat) or 1x8x8 "
+                                                    "images")
+    n_samples: int | None = Field(None, ge=10, description="synthetic datasets: how many samples")
+    noise: float | None = Field(None, ge=0.0, le=10.0, description="synthetic datasets: noise level")
+    n_features: int | None = Field(None, ge=1, le=1000, description="regression: input features")
+    n_classes: int | None = Field(None, ge=2, le=10, description="spirals: number of arms (classes)")
+    target: str | None = Field(None, max_length=200, description="uploaded CSV: the target column (default: "
+                               "the one given at upload, else the last)")
+    task: Literal["classification", "regression"] | None = Field(None, description="uploaded data: override "
+                                                                 "the inferred task")
 
     @field_validator(*_DATA_LIMITS)
     @classmethod
@@ -547,12 +559,15 @@ class SchedulerSpec(_Open):
 
 
 class TrainingSpec(_Closed):
-    epochs: int = Field(10, ge=1)
-    seed: int = Field(0, ge=0, le=2**32 - 1)
-    grad_clip_norm: float | None = Field(None, gt=0.0)
-    checkpoint_every_epochs: int | None = Field(1, ge=1)
-    checkpoint_every_steps: int | None = Field(None, ge=1)
-    max_runtime_s: float | None = Field(None, gt=0.0)
+    epochs: int = Field(10, ge=1, description="passes over the training data")
+    seed: int = Field(0, ge=0, le=2**32 - 1, description="seeds the weights, the data order, the split and "
+                      "dropout: the same spec trains to the same weights on the CPU")
+    grad_clip_norm: float | None = Field(None, gt=0.0, description="clip the gradients' total norm to this "
+                                         "(clip_grad_norm_)")
+    checkpoint_every_epochs: int | None = Field(1, ge=1, description="checkpoint after every N epochs")
+    checkpoint_every_steps: int | None = Field(None, ge=1, description="checkpoint after every N steps too")
+    max_runtime_s: float | None = Field(None, gt=0.0, description="stop (checkpoint, fail with timeout) after "
+                                        "this long; capped by the server's FITA_JOB_TIMEOUT_S")
 
     @field_validator("epochs")
     @classmethod
@@ -564,21 +579,25 @@ class TrainingSpec(_Closed):
 
 
 class ResourcesSpec(_Closed):
-    device: Literal["auto", "cpu", "cuda"] = "auto"
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="the queue: cpu, cuda (a GPU worker), or "
+                                                   "auto (a GPU when a GPU worker is registered)")
 
 
 class JobSpec(_Closed):
     """A whole job (DESIGN.md). Build with :func:`parse_spec` (text) or :func:`validate_spec` (a dict):
     both run the schema and the vocabulary checks; ``model_validate`` alone runs only the schema."""
 
-    name: str | None = Field(None, min_length=1, max_length=128, pattern=r"^[^\x00-\x1f\x7f]+$")
-    model: ModelSpec
-    data: DataSpec
-    loss: LossSpec
-    optimizer: OptimizerSpec
-    scheduler: SchedulerSpec | None = None
-    training: TrainingSpec = Field(default_factory=TrainingSpec)
-    resources: ResourcesSpec = Field(default_factory=ResourcesSpec)
+    name: str | None = Field(None, min_length=1, max_length=128, pattern=r"^[^\x00-\x1f\x7f]+$",
+                             description="a label for people")
+    model: ModelSpec = Field(description="`layers` (a Sequential) or `nodes` + `output` (a graph)")
+    data: DataSpec = Field(description="the dataset and how to feed it")
+    loss: LossSpec = Field(description="an engine.nn loss: `{type: CrossEntropyLoss, ...arguments}`")
+    optimizer: OptimizerSpec = Field(description="an engine.optim optimizer: `{type: AdamW, lr: 0.001}`")
+    scheduler: SchedulerSpec | None = Field(None, description="an lr_scheduler class, stepped per epoch or, "
+                                            "with `interval: step`, per batch")
+    training: TrainingSpec = Field(default_factory=TrainingSpec, description="epochs, seed, clipping, "
+                                   "checkpoints, time limit")
+    resources: ResourcesSpec = Field(default_factory=ResourcesSpec, description="where it runs")
 
     def normalized(self) -> dict:
         """The spec as plain JSON-able data with every default filled in (what the job record stores)."""
