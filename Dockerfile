@@ -42,7 +42,7 @@ RUN set -eux; \
 
 WORKDIR /app
 # What is copied is the allow-list in .dockerignore: pyproject.toml, README.md, engine/, workers/, api/,
-# data/ (the text corpora) and configs/ (the example job specs).
+# fita/, data/ (the text corpora) and configs/ (the example job specs).
 COPY . /app
 
 # Installed in place (editable) so that the code finds the corpora it ships under /app/data, as it does
@@ -50,7 +50,7 @@ COPY . /app
 RUN set -eux; \
     pip install --upgrade pip; \
     if [ -n "$EXTRAS" ]; then pip install -e ".[${EXTRAS}]"; else pip install -e .; fi; \
-    command -v fita || echo "note: this checkout has no fita console script yet"
+    command -v fita
 
 # Run as an unprivileged user; /data (artifacts, checkpoints, uploads) belongs to it, so a fresh named
 # volume mounted there does too.

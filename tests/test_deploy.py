@@ -247,3 +247,6 @@ def test_dockerignore_keeps_the_context_small():
     allowed = {l[1:] for l in lines if l.startswith("!")}
     assert {"pyproject.toml", "engine", "workers", "api", "data", "configs"} <= allowed
     assert not allowed & {".venv", ".git", "tests", ".fita"}
+    # every package pyproject.toml installs is in the image (the `fita` console script lives in fita/)
+    packages = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]["find"]["include"]
+    assert {p.rstrip("*") for p in packages} <= allowed
