@@ -105,7 +105,6 @@ def test_key_from_the_url_the_list_and_a_finished_job(service, finished, page):
     assert page.evaluate("localStorage.getItem('fita.apiKey')") == KEYS["t1"]
     assert row.locator(".badge").inner_text() == "succeeded"
     assert "val" in row.inner_text()                              # the best metric
-    shot(page, "dashboard-list.png")
 
     row.locator("a.job-name").click()
     page.wait_for_url(f"**/#/jobs/{finished['id']}")
@@ -220,3 +219,19 @@ def test_metrics_png(service, finished):
         service.wait_for(queued["id"])
     with service.client("t2") as c:
         assert c.get(f"/v1/jobs/{finished['id']}/metrics.png").status_code == 404
+
+
+def test_the_list_follows_every_job(service, page):
+    """Last, with the module's jobs there: the list shows each one's status and refreshes itself."""
+    job = submit(service, iris("iris-running", epochs=5000))
+    page.goto(f"{service.url}/?api_key={KEYS['t1']}")
+    row = page.locator(f'tr[data-job-id="{job["id"]}"]')
+    row.locator('[data-status="running"]').wait_for()                # queued when submitted: refreshed
+    wait_js(page, f"document.querySelector('tr[data-job-id=\"{job['id']}\"]').textContent.includes('step')")
+    wait_js(page, "document.querySelectorAll('tr.job-row').length >= 4")
+    statuses = set(page.locator("tr.job-row .badge").all_inner_texts())
+    assert {"succeeded", "cancelled", "running"} <= statuses
+    shot(page, "dashboard-list.png")
+    with service.client() as c:
+        c.post(f"/v1/jobs/{job['id']}/cancel")
+    row.locator('[data-status="cancelled"]').wait_for()

@@ -83,9 +83,12 @@ function progressBar(job) {
 function stepText(job) {
   const p = job.progress || {};
   const epochs = job.spec?.training?.epochs;
-  if (p.step === null || p.step === undefined) return job.status === "queued" ? "waiting for a worker" : "";
-  const epoch = p.epoch !== null && p.epoch !== undefined && epochs ? `epoch ${Math.min(p.epoch + 1, epochs)}/${epochs} · ` : "";
-  const step = Math.max(p.step, job.latest_metrics?.train?.step || 0);    // progress is written every second or so
+  if (p.step === null || p.step === undefined) return { queued: "waiting for a worker", running: "starting…" }[job.status] || "";
+  // progress is written every second or so, the latest metrics more often
+  const t = job.latest_metrics?.train || {};
+  const step = Math.max(p.step, t.step || 0);
+  const e = t.step > p.step && t.epoch !== undefined ? t.epoch : p.epoch;
+  const epoch = e !== null && e !== undefined && epochs ? `epoch ${Math.min(e + 1, epochs)}/${epochs} · ` : "";
   return `${epoch}step ${fmt(step)}${p.total_steps ? `/${fmt(p.total_steps)}` : ""}`;
 }
 
