@@ -22,6 +22,15 @@ _pool: ThreadPoolExecutor | None = None
 _local = threading.local()  # set inside the pool's workers: no nested splitting
 
 
+def _forget_pool() -> None:
+    global _pool
+    _pool = None  # a forked child has none of the parent's threads: it starts its own pool if needed
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_pool)
+
+
 def set_num_threads(n: int) -> None:
     global _threads, _pool
     if int(n) < 1:
@@ -58,6 +67,14 @@ def parallel_for(n: int, fn, per_item: int = 1) -> None:
     finally:
         for f in futures:
             f.result()
+
+
+def split(xp, n: int, fn, per_item: int = 1) -> None:
+    """``parallel_for`` for numpy work; one ``fn(0, n)`` on CuPy, which queues its kernels itself."""
+    if xp is _np:
+        parallel_for(n, fn, per_item)
+    else:
+        fn(0, n)
 
 
 def flat_views(xp, *arrays):

@@ -74,3 +74,18 @@ def test_ufunc_split_dtype_and_fallback(small_grain):
     assert out.dtype == np.int32 and np.array_equal(out, np.maximum(a, 50))
     t = a.T  # not contiguous: one call on the whole
     assert np.array_equal(_parallel.ufunc(np, np.maximum, t, np.int32(50)), np.maximum(t, 50))
+
+
+@pytest.mark.parametrize("pool", [lambda x: engine.nn.functional.max_pool2d(x, 2),
+                                  lambda x: engine.nn.functional.max_pool2d(x, 3, 2, 1),
+                                  lambda x: engine.nn.functional.avg_pool2d(x, 3, 2, 1)])
+def test_pooling_split_over_samples(small_grain, pool):
+    def run():
+        x = engine.tensor(np.random.default_rng(0).standard_normal((5, 2, 6, 6)).astype(np.float32),
+                          requires_grad=True)
+        y = pool(x)
+        y.backward(engine.ones_like(y))
+        return y.detach().numpy(), x.grad.numpy()
+
+    (y1, g1), (y3, g3) = _run(1, run), _run(3, run)
+    assert np.array_equal(y1, y3) and np.array_equal(g1, g3)

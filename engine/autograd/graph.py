@@ -287,7 +287,7 @@ def run_backward(tensors, grad_tensors, retain_graph: bool, create_graph: bool, 
                                "call requires_grad_() on the leaf tensors before computing the output")
         node, idx = edge
         buf = buffers.setdefault(node, [None] * node.num_outputs)
-        buf[idx] = g if buf[idx] is None else buf[idx] + g
+        buf[idx] = g if buf[idx] is None else _accumulate(buf[idx], g, create_graph)
         if node not in roots:
             roots.append(node)
     deps = _collect(roots)
@@ -309,7 +309,7 @@ def run_backward(tensors, grad_tensors, retain_graph: bool, create_graph: bool, 
                     buf = buffers.get(child)
                     if buf is None:
                         buf = buffers[child] = [None] * child.num_outputs
-                    buf[idx] = g if buf[idx] is None else buf[idx] + g
+                    buf[idx] = g if buf[idx] is None else _accumulate(buf[idx], g, create_graph)
                 deps[child] -= 1
                 if deps[child] == 0:
                     heapq.heappush(ready, (-child.seq, child))
@@ -324,6 +324,17 @@ def run_backward(tensors, grad_tensors, retain_graph: bool, create_graph: bool, 
                     "graph. Set allow_unused=True if this is the desired behavior.")
         return tuple(results)
     return None
+
+
+def _accumulate(total, g, create_graph: bool):
+    """The sum of two gradients for one output. Without a graph to record, matching arrays are added
+    directly (a new array: either may be shared), skipping the op machinery."""
+    if not create_graph and type(total) is type(g) is _tensor.Tensor:
+        a, b = total._data, g._data
+        if a.shape == b.shape and a.dtype == b.dtype and total._device is g._device:
+            with _np.errstate(all="ignore"):  # inf + -inf is nan, quietly, as the op says it
+                return _tensor.Tensor._make(a + b, total._device)
+    return total + g
 
 
 def _run_node(node, grads, capture, results, retain_graph: bool):

@@ -29,8 +29,10 @@ chain of pairwise maxima, the argmax the count of leading offsets strictly below
 """
 from __future__ import annotations
 
+import math
 from typing import NamedTuple
 
+from .. import _parallel
 from ..autograd.graph import Op
 
 
@@ -279,18 +281,24 @@ class Col2Im(Op):
 
 def _scatter_windows(xp, piece, geo: Geometry, shape, out, dtype):
     """Sum each kernel offset's (N, C, Ho, Wo) contribution into the windows of an (N, C, *shape) input.
-    ``piece(k, out=None)`` computes offset k's contribution like a ufunc (into ``out`` when given).
-    Without overlap each position belongs to one window, so pieces are written straight into place."""
+    ``piece(k, i, j, out=None)`` computes offset k's contribution for samples i:j like a ufunc (into
+    ``out`` when given). Without overlap each position belongs to one window, so pieces are written
+    straight into place. Samples are split over the threads."""
     overlap = geo.overlapping
     tiled = (not overlap and geo.kernel == geo.stride and geo.dilation == (1, 1)
              and geo.padded(shape[2:]) == tuple(o * s for o, s in zip(out, geo.stride)))
     # windows that tile the padded input write every position: no zero fill needed
     buf = (xp.empty if tiled else xp.zeros)(tuple(shape[:2]) + geo.padded(shape[2:]), dtype=dtype)
-    for k, (rows, cs) in geo.offsets(out):
-        if overlap:
-            buf[:, :, rows, cs] += piece(k)
-        else:
-            piece(k, out=buf[:, :, rows, cs])
+    offsets = geo.offsets(out)
+
+    def run(i, j):
+        for k, (rows, cs) in offsets:
+            if overlap:
+                buf[i:j, :, rows, cs] += piece(k, i, j)
+            else:
+                piece(k, i, j, out=buf[i:j, :, rows, cs])
+
+    _parallel.split(xp, shape[0], run, per_item=math.prod(buf.shape[1:]))
     return _crop(xp, buf, geo, shape[2:])
 
 
@@ -310,22 +318,32 @@ def max_windows(xp, x, geo: Geometry, out):
     window holding a NaN the max is NaN, as in PyTorch, and the offset is the window's first; PyTorch's is
     its last NaN.) Works on the strided views of each kernel offset, without copying them out: the max
     is a chain of pairwise maxima, and the argmax counts the leading offsets strictly below the max (the
-    first offset not below it is the first maximum; every comparison with NaN is false)."""
-    buf = _pad(xp, x, geo, fill=-xp.inf if x.dtype.kind == "f" else xp.iinfo(x.dtype).min)
-    views = [buf[:, :, rows, cs] for _, (rows, cs) in geo.offsets(out)]
-    best = views[0].copy() if len(views) == 1 else xp.maximum(views[0], views[1])
-    for v in views[2:]:
-        xp.maximum(best, v, out=best)
-    itype = xp.int8 if len(views) <= 127 else xp.int32
-    arg = xp.zeros(best.shape, dtype=itype)
-    if len(views) > 1:
-        below = xp.less(views[0], best)
-        arg += below
+    first offset not below it is the first maximum; every comparison with NaN is false). Samples are
+    split over the threads."""
+    offsets = geo.offsets(out)
+    best = xp.empty(x.shape[:2] + tuple(out), dtype=x.dtype)
+    arg = xp.zeros(best.shape, dtype=xp.int8 if len(offsets) <= 127 else xp.int32)
+    fill = -xp.inf if x.dtype.kind == "f" else xp.iinfo(x.dtype).min
+
+    def run(i, j):
+        buf = _pad(xp, x[i:j], geo, fill=fill)
+        views = [buf[:, :, rows, cs] for _, (rows, cs) in offsets]
+        b, a = best[i:j], arg[i:j]
+        if len(views) == 1:
+            b[...] = views[0]
+            return
+        xp.maximum(views[0], views[1], out=b)
+        for v in views[2:]:
+            xp.maximum(b, v, out=b)
+        below = xp.less(views[0], b)
+        a += below
         if len(views) > 2:
             tmp = xp.empty_like(below)
             for v in views[1:-1]:
-                below &= xp.less(v, best, out=tmp)
-                arg += below
+                below &= xp.less(v, b, out=tmp)
+                a += below
+
+    _parallel.split(xp, x.shape[0], run, per_item=math.prod(x.shape[1:]))
     return best, arg
 
 
@@ -360,8 +378,8 @@ class MaxPool2DScatter(Op):
 
     def forward(self, g):
         xp, arg = self.xp, self.arg
-        return _scatter_windows(xp, lambda k, out=None: xp.multiply(g, arg == k, out=out), self.geo, self.shape,
-                                g.shape[2:], g.dtype)
+        return _scatter_windows(xp, lambda k, i, j, out=None: xp.multiply(g[i:j], arg[i:j] == k, out=out),
+                                self.geo, self.shape, g.shape[2:], g.dtype)
 
     def backward(self, h):
         return MaxPool2DGather.apply(h, arg=self.arg, geo=self.geo)
@@ -390,8 +408,8 @@ class AvgPool2DTranspose(Op):
     def forward(self, g):
         self.out = g.shape[2:]
         xp, divisor = self.xp, self.divisor
-        return _scatter_windows(xp, lambda k, out=None: xp.divide(g, divisor, out=out), self.geo, self.shape,
-                                self.out, g.dtype)
+        return _scatter_windows(xp, lambda k, i, j, out=None: xp.divide(g[i:j], divisor, out=out), self.geo,
+                                self.shape, self.out, g.dtype)
 
     def backward(self, h):
         return AvgPool2D.apply(h, geo=self.geo, out=self.out, divisor=self.divisor)

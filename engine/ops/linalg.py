@@ -4,6 +4,7 @@ from __future__ import annotations
 from ..autograd.graph import Op
 from ..tensor import Tensor
 from ._util import bind, operands, sum_to
+from .shape import Permute
 
 
 class Matmul(Op):
@@ -71,7 +72,25 @@ def matmul(input, other):
         except ValueError:
             raise RuntimeError(f"matmul: batch dimensions of {tuple(a.shape)} and {tuple(b.shape)} cannot be "
                                "broadcast together") from None
+    if a.ndim == 2 and b.ndim == 2:
+        ma, mb = _transposed_of(a), _transposed_of(b)
+        if ma is not None or mb is not None:
+            return Matmul.apply(a if ma is None else ma, b if mb is None else mb, ta=ma is not None,
+                                tb=mb is not None)
     return Matmul.apply(a, b)
+
+
+def _transposed_of(t):
+    """The matrix m when 2-D ``t`` is the recorded ``m.T`` of it (else None): multiplying by m with a
+    transpose flag records one node where ``h @ W.T`` would record two, and saves the permute's backward.
+    The permute's input is m itself when m is the view's base and still has the edge it had then."""
+    node = t.grad_fn
+    if type(node) is not Permute or node.dims != (1, 0):
+        return None
+    m = t._base
+    if m is None or m._data.shape != t._data.shape[::-1] or node.next_edges[0] != m._edge():
+        return None
+    return m
 
 
 def mm(input, mat2):

@@ -106,8 +106,10 @@ class MultiheadAttention(Module):
         _check_last_dim(self, value, "value", self.vdim, "vdim", self.batch_first)
         batched = query.ndim == 3
         if self.batch_first and batched:  # to sequence-first, transposing a shared tensor once
+            # and copying it once: each projection (and its weight gradient) would copy a strided view
             seen = {}
-            query, key, value = (seen.setdefault(id(x), x.transpose(1, 0)) for x in (query, key, value))
+            query, key, value = (seen.setdefault(id(x), x.transpose(1, 0).contiguous())
+                                 for x in (query, key, value))
         out, weights = F.multi_head_attention_forward(
             query, key, value, self.embed_dim, self.num_heads, self.in_proj_weight, self.in_proj_bias,
             self.bias_k, self.bias_v, self.add_zero_attn, self.dropout, self.out_proj.weight, self.out_proj.bias,
