@@ -181,8 +181,8 @@ function listView() {
 function jobView(id) {
   const base = `/v1/jobs/${encodeURIComponent(id)}`;
   const abort = new AbortController();
-  const s = { job: null, train: [], val: [], acc: [], lastTrain: -1, lastVal: -1, events: [], lastEventId: null,
-              stopped: false, busy: false, again: false, timer: null };
+  const s = { job: null, train: [], val: [], acc: [], lastTrain: -1, lastVal: -1, lastEventId: null,
+              stopped: false, busy: false, again: false, timer: null, pending: new Set() };
 
   // the page's parts, filled in as data comes
   const title = h("h1", { class: "job-title" });
@@ -338,7 +338,6 @@ function jobView(id) {
   }
 
   function addEvent(ev) {
-    s.events.push(ev);
     const d = ev.data || {};
     let text;
     if (ev.type === "epoch_end") {
@@ -354,6 +353,7 @@ function jobView(id) {
       h("time", { text: new Date(ev.time * 1000).toLocaleTimeString() }),
       h("span", { class: `etype etype-${ev.type}`, text: ev.type.replace("_", " ") }),
       h("span", { class: "edata", text })));
+    while (eventsList.childElementCount > 500) eventsList.lastElementChild.remove();    // the newest 500
   }
 
   async function refreshJob() {
@@ -365,6 +365,13 @@ function jobView(id) {
     if (stepped || TERMINAL.has(job.status)) await loadMetrics();
   }
 
+  // one call of `fn` shortly after a burst of events (a long job's backlog has an event per epoch)
+  function later(name, fn) {
+    if (s.pending.has(name)) return;
+    s.pending.add(name);
+    setTimeout(() => { s.pending.delete(name); if (!s.stopped) fn().catch(() => {}); }, 150);
+  }
+
   // the live part: events over SSE (resumed with Last-Event-ID after a dropped connection), and a poll
   // of the job's progress for the steps between two events
   async function follow() {
@@ -374,8 +381,8 @@ function jobView(id) {
           if (ev.id) s.lastEventId = ev.id;
           if (!ev.data || typeof ev.data !== "object") continue;
           addEvent(ev.data);
-          if (ev.event === "checkpoint" || TERMINAL.has(ev.event)) loadCheckpoints().catch(() => {});
-          if (ev.event !== "queued") refreshJob().catch(() => {});
+          if (ev.event === "checkpoint" || TERMINAL.has(ev.event)) later("checkpoints", loadCheckpoints);
+          if (ev.event !== "queued") later("job", refreshJob);
         }
       } catch (err) {
         if (s.stopped || abort.signal.aborted) return;

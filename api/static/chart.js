@@ -92,8 +92,8 @@ export class LineChart {
         .textContent = "waiting for the first steps…";
       return;
     }
-    let xHi = Math.max(1, ...all.map((p) => p[0]));
-    let yLo = Math.min(...all.map((p) => p[1])), yHi = Math.max(...all.map((p) => p[1]));
+    let xHi = 1, yLo = Infinity, yHi = -Infinity;       // (a loop: a long job has too many points to spread)
+    for (const [x, y] of all) { if (x > xHi) xHi = x; if (y < yLo) yLo = y; if (y > yHi) yHi = y; }
     if (this.yMin !== null) yLo = Math.min(yLo, this.yMin);
     if (this.yMax !== null) yHi = Math.max(yHi, this.yMax);
     let yt, tu;
