@@ -171,6 +171,8 @@ def loss_chart(metrics: dict, title: str, subtitle: str = "", width: int = 800, 
     fig.poly([(sx(x), sy(y)) for x, y in va], VALIDATION, 2.0, "validation")
     for x, y in va if len(va) <= 60 else []:
         fig.circle(sx(x), sy(y), 3.2, VALIDATION)
+    if len(tr) == 1:                                   # one point draws no line
+        fig.circle(sx(tr[0][0]), sy(tr[0][1]), 3.2, TRAIN)
 
     # the legend, top right inside the plot
     entries = [(TRAIN, "train loss"), *([(VALIDATION, "validation loss")] if va else [])]

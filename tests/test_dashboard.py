@@ -235,3 +235,21 @@ def test_the_list_follows_every_job(service, page):
     with service.client() as c:
         c.post(f"/v1/jobs/{job['id']}/cancel")
     row.locator('[data-status="cancelled"]').wait_for()
+
+
+def test_a_failed_job_shows_its_error(service, page):
+    spec = {"name": "diverges", "model": {"layers": [{"type": "Linear", "in_features": 8, "out_features": 16},
+                                                     {"type": "ReLU"}, {"type": "Linear", "in_features": 16,
+                                                                        "out_features": 1}]},
+            "data": {"dataset": "regression", "n_samples": 200, "batch_size": 16}, "loss": {"type": "MSELoss"},
+            "optimizer": {"type": "SGD", "lr": 1e10}, "training": {"epochs": 5, "seed": 0}}   # diverges to NaN
+    job = submit(service, spec)
+    assert service.wait_for(job["id"])["status"] == "failed"
+    page.goto(f"{service.url}/#/jobs/{job['id']}?api_key={KEYS['t1']}")
+    page.locator('#job-status [data-status="failed"]').wait_for()
+    assert "nan_loss" in page.locator(".alert").inner_text()
+    page.locator("#events li[data-type=failed]").wait_for()
+    shot(page, "dashboard-job-failed.png")
+    with service.client() as c:
+        assert c.get(f"/v1/jobs/{job['id']}/metrics.svg").status_code == 200
+        assert c.get(f"/v1/jobs/{job['id']}/metrics.png").status_code == 200

@@ -132,7 +132,7 @@ export class LineChart {
       const d = pts.map((p, i) => `${i ? "L" : "M"}${sx(p[0]).toFixed(1)},${sy(p[1]).toFixed(1)}`).join("");
       el("path", { d, class: `series ${s.cls || ""}`, stroke: s.color, "stroke-width": s.width || 2,
                    "stroke-opacity": s.opacity ?? 1, fill: "none" }, svg);
-      if (s.dots && pts.length <= 80) {
+      if ((s.dots && pts.length <= 80) || pts.length === 1) {      // (one point draws no line)
         const g = el("g", { class: `dots ${s.cls || ""}` }, svg);
         for (const p of pts) el("circle", { cx: sx(p[0]), cy: sy(p[1]), r: 3.2, fill: s.color }, g);
       }
