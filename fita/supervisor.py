@@ -134,6 +134,7 @@ class Supervisor:
     def _banner(self, key: str | None) -> None:
         base = f"http://{self.settings.host}:{self.settings.port}"
         lines = ["", "Fita is running.", f"  API        {base}   (OpenAPI docs: {base}/docs)",
+                 f"  dashboard  {base}/" + (f"?api_key={key}" if key else ""),
                  f"  API key    {key}" if key else
                  f"  API keys   hashed in {self.settings.api_keys_file}; `fita keys create` makes another",
                  f"  workers    {self.n_workers} on queue(s) {self.queues}, device {self.device}",
