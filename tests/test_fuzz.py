@@ -3,18 +3,23 @@ schemathesis: every operation of /openapi.json, called as tenant t1, with genera
 (valid and invalid ones). Whatever it sends, the service answers without a 5xx, with a status code the
 schema declares for the operation, and with a body that conforms to the schema of that status.
 
-Bounded: at most ``MAX_EXAMPLES`` generated cases per operation (plus schemathesis's explicit examples and
-coverage cases), derandomized (the same cases every run), no deadline. Before the fuzz, t1 has a job that
-succeeded (so the lists, metrics, events and checkpoints have real rows to conform) and an uploaded
-dataset. ``pytest -s`` prints how many cases were sent.
+Bounded: at most ``MAX_EXAMPLES`` generated cases per operation and pass, derandomized (the same cases
+every run), no deadline. Before the fuzz, t1 has a job that succeeded (so the lists, metrics, events,
+checkpoints and charts have real rows to conform) and an uploaded dataset; a second pass fuzzes the
+operations on one job or dataset with those real ids in the path. ``pytest -s`` prints how many cases
+were sent.
 """
 from __future__ import annotations
 
+import os
+import re
 from collections import Counter
 
 import pytest
 import schemathesis
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import (content_type_conformance, response_schema_conformance,
                                                status_code_conformance)
@@ -23,7 +28,7 @@ from api.app import create_app
 from service_fixture import KEYS, service  # noqa: F401
 from workers.settings import Settings
 
-MAX_EXAMPLES = 25
+MAX_EXAMPLES = int(os.environ.get("FITA_FUZZ_EXAMPLES", 50))   # a deeper run: FITA_FUZZ_EXAMPLES=500
 AUTH = {"Authorization": f"Bearer {KEYS['t1']}"}
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
 
@@ -60,13 +65,20 @@ def seeded(service):
         print(f"  {n:5d}  {op}" + (f"  ({REAL[op]} on the real resource)" if REAL[op] else ""))
 
 
-# (schemathesis.pytest.from_fixture, the lazy load from the live service, fails on pytest 9.2:
-# "'Function' object has no attribute '_nodeid'"; the fixture above checks the two schemas are equal)
+# The schema fuzzed is the app's, built here at collection (the fixture above checks the live service
+# serves the same). Each operation is its own pytest item, fuzzed by a Hypothesis test of its own over
+# schemathesis's strategies (``APIOperation.as_strategy``). (Not ``@schema.parametrize()``: on pytest 9.2
+# its items of one test function share one node id, so under pytest-xdist -- `make test` -- only the first
+# operation ran; nor ``schemathesis.pytest.from_fixture``: "'Function' object has no attribute '_nodeid'".)
 OPENAPI = create_app(Settings.from_env()).openapi()
 schema = schemathesis.openapi.from_dict(OPENAPI)
+OPERATIONS = {op.label: op for op in (result.ok() for result in schema.get_all_operations())}
+# the operations on one job or dataset; DELETE is left out of the pass on the real ones (it would end them)
+ON_RESOURCES = [label for label, op in OPERATIONS.items()
+                if re.search(r"\{(job_id|dataset_id)\}", op.path) and op.method.lower() != "delete"]
 
 
-def send(case, service):
+def send(case, service) -> None:
     # always t1's key (the schema declares Authorization as an optional header: the fuzz would
     # otherwise spend its cases on 401s)
     case.headers = {k: v for k, v in (case.headers or {}).items() if k.lower() != "authorization"}
@@ -76,34 +88,39 @@ def send(case, service):
     case.validate_response(response, checks=CHECKS, headers=AUTH)
 
 
-FUZZ = settings(max_examples=MAX_EXAMPLES, derandomize=True, deadline=None, database=None,
-                suppress_health_check=list(HealthCheck))
+def fuzz(operation, service, tweak=lambda case: None, **fixed) -> None:
+    """Valid and invalid cases for ``operation`` (``fixed``: e.g. path_parameters that are not generated)."""
+    cases = st.one_of(operation.as_strategy(GenerationMode.POSITIVE, **fixed),
+                      operation.as_strategy(GenerationMode.NEGATIVE, **fixed))
+
+    @settings(max_examples=MAX_EXAMPLES, derandomize=True, deadline=None, database=None,
+              suppress_health_check=list(HealthCheck))
+    @given(case=cases)
+    def run(case):
+        tweak(case)
+        send(case, service)
+    run()
 
 
-@schema.parametrize()
-@FUZZ
-def test_openapi(case, seeded):
+@pytest.mark.parametrize("label", list(OPERATIONS))
+def test_openapi(label, seeded):
     """Every operation, every parameter generated (ids too: mostly ids that do not exist)."""
-    send(case, seeded)
+    fuzz(OPERATIONS[label], seeded)
 
 
-# Again, the operations on one job or dataset, on t1's real job that succeeded and its real upload, so
-# the fuzz reaches past the 404: metrics ranges, checkpoints, weights, /predict's inputs, the control
-# routes on a finished job. DELETE is left out (it would end the run's real resources).
-on_resources = schema.include(path_regex=r"\{(job_id|dataset_id)\}").exclude(method="DELETE")
+@pytest.mark.parametrize("label", ON_RESOURCES)
+def test_openapi_on_real_resources(label, seeded):
+    """Again, with t1's real job that succeeded and its real upload in the path, so the fuzz gets past the
+    404: metrics ranges, checkpoints, weights, charts, /predict's inputs, control routes on a finished job."""
+    operation = OPERATIONS[label]
+    fixed = {name: seeded.ids[name] for name in ("job_id", "dataset_id") if f"{{{name}}}" in operation.path}
 
-
-@on_resources.parametrize()
-@FUZZ
-def test_openapi_on_real_resources(case, seeded):
-    params = case.path_parameters
-    for name in ("job_id", "dataset_id"):
-        if name in params:
-            params[name] = seeded.ids[name]
-    if isinstance(params.get("step"), int) and params["step"] % 2 == 0:   # half the cases: a real checkpoint
-        params["step"] = seeded.ids["step"]
-    REAL[case.operation.label] += 1
-    send(case, seeded)
+    def tweak(case):
+        REAL[label] += 1
+        step = case.path_parameters.get("step")
+        if isinstance(step, int) and step % 2 == 0:   # half the cases: a real checkpoint
+            case.path_parameters["step"] = seeded.ids["step"]
+    fuzz(operation, seeded, tweak, path_parameters=fixed)
 
 
 def test_malformed_multipart_is_a_422(seeded):
