@@ -8,6 +8,7 @@ than it saves, and so does everything on CuPy.
 """
 from __future__ import annotations
 
+import contextvars
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -61,7 +62,9 @@ def parallel_for(n: int, fn, per_item: int = 1) -> None:
     if _pool is None:
         _pool = ThreadPoolExecutor(_threads - 1, thread_name_prefix="engine", initializer=_mark_worker)
     bounds = [n * i // k for i in range(k + 1)]
-    futures = [_pool.submit(fn, bounds[i], bounds[i + 1]) for i in range(1, k)]
+    # each worker runs in a copy of the caller's context: numpy's error state (``with ieee(xp)``) lives
+    # in a context variable, and an op's quiet inf/nan must stay quiet in every thread
+    futures = [_pool.submit(contextvars.copy_context().run, fn, bounds[i], bounds[i + 1]) for i in range(1, k)]
     try:
         fn(bounds[0], bounds[1])
     finally:
@@ -141,4 +144,22 @@ def ufunc(xp, f, *args, out=None, **kwargs):
         f(*(a[start:stop] if s else a for a, s in zip(args, split)), out=out[start:stop], **kwargs)
 
     parallel_for(rows, run, per_item=out.size // rows)
+    return out
+
+
+def reduce(xp, x, method: str, axis, keepdims: bool = False, **kwargs):
+    """``x.<method>(axis=axis, keepdims=keepdims)`` (sum, mean, max, ...), split over the threads along
+    the first axis when that axis is not reduced: each thread's rows are reduced in the same order as
+    unsplit ones, so the result does not depend on the thread count."""
+    axes = axis if isinstance(axis, tuple) else (axis,)
+    if (xp is not _np or _threads == 1 or type(x) is not _np.ndarray or x.ndim < 2 or x.size < 2 * GRAIN
+            or axis is None or any(a % x.ndim == 0 for a in axes)):
+        return getattr(x, method)(axis=axis, keepdims=keepdims, **kwargs)
+    first = getattr(x[:1], method)(axis=axis, keepdims=keepdims, **kwargs)
+    out = _np.empty((x.shape[0],) + first.shape[1:], dtype=first.dtype)
+
+    def run(start, stop):
+        getattr(x[start:stop], method)(axis=axis, keepdims=keepdims, out=out[start:stop], **kwargs)
+
+    parallel_for(x.shape[0], run, per_item=x.size // x.shape[0])
     return out

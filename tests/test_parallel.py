@@ -89,3 +89,25 @@ def test_pooling_split_over_samples(small_grain, pool):
 
     (y1, g1), (y3, g3) = _run(1, run), _run(3, run)
     assert np.array_equal(y1, y3) and np.array_equal(g1, g3)
+
+
+def test_split_passes_keep_the_callers_quiet_error_state(small_grain):
+    engine.set_num_threads(3)
+    a = engine.tensor(np.full((6, 50), np.inf, dtype=np.float32))
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert bool(engine.isnan(a - a).all()) and bool(engine.isnan(a * 0).all())
+
+
+def test_row_reductions_split(small_grain):
+    def run():
+        x = engine.tensor(np.random.default_rng(1).standard_normal((6, 4, 30)).astype(np.float32),
+                          requires_grad=True)
+        ln = engine.nn.functional.layer_norm(x, (30,))
+        y = engine.softmax(ln, -1) * x.sum(-1, keepdim=True) + x.mean(2, keepdim=True)
+        y.backward(engine.ones_like(y))
+        return y.detach().numpy(), x.grad.numpy()
+
+    (y1, g1), (y3, g3) = _run(1, run), _run(3, run)
+    assert np.array_equal(y1, y3) and np.array_equal(g1, g3)

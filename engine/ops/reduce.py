@@ -33,7 +33,7 @@ class _Reduce(Op):
 
 class Sum(_Reduce):
     def compute(self, x, dims, keepdim):
-        return x.sum(axis=dims, keepdims=keepdim, dtype=self.out_dtype)
+        return _parallel.reduce(self.xp, x, "sum", dims, keepdim, dtype=self.out_dtype)
 
     def backward(self, g):
         return SpreadBack.apply(g, shape=self.shape, dims=self.dims, keepdim=self.keepdim, scale=None)
@@ -42,7 +42,7 @@ class Sum(_Reduce):
 class Mean(_Reduce):
     def compute(self, x, dims, keepdim):
         self.scale = 1.0 / _count(x.shape, dims)
-        return x.mean(axis=dims, keepdims=keepdim)
+        return _parallel.reduce(self.xp, x, "mean", dims, keepdim)
 
     def backward(self, g):
         return SpreadBack.apply(g, shape=self.shape, dims=self.dims, keepdim=self.keepdim, scale=self.scale)
@@ -344,10 +344,10 @@ class Softmax(Op):
         with ieee(xp):  # a row of only -inf is nan, quietly (as in PyTorch)
             # shifted by the row max (array methods: numpy's module functions add ~2 us of dispatch);
             # a row whose max is not finite (all -inf, or with +inf or nan) is nan either way
-            e = xp.subtract(x, x.max(axis=self.dim, keepdims=True))
-            xp.exp(e, out=e)
-            e /= e.sum(axis=self.dim, keepdims=True)
-            return e
+            e = _parallel.ufunc(xp, xp.subtract, x, _parallel.reduce(xp, x, "max", self.dim, keepdims=True))
+            _parallel.ufunc(xp, xp.exp, e, out=e)
+            return _parallel.ufunc(xp, xp.true_divide, e, _parallel.reduce(xp, e, "sum", self.dim, keepdims=True),
+                                   out=e)
 
     def backward(self, g):
         return SoftmaxGrad.apply(g, self.output, dim=self.dim)
@@ -360,7 +360,7 @@ class SoftmaxGrad(Op):
     def forward(self, g, y):
         xp, ufunc = self.xp, _parallel.ufunc
         out = ufunc(xp, xp.multiply, g, y)
-        total = out.sum(axis=self.dim, keepdims=True)
+        total = _parallel.reduce(xp, out, "sum", self.dim, keepdims=True)
         return ufunc(xp, xp.subtract, out, ufunc(xp, xp.multiply, y, total), out=out)
 
     def backward(self, gg):

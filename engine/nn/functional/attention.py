@@ -34,12 +34,12 @@ class AttentionWeights(Op):
         ufunc(xp, xp.multiply, s, s.dtype.type(self.scale), out=s)
         if mask is not None:
             ufunc(xp, xp.add, s, mask, out=s)
-        m = xp.amax(s, axis=-1, keepdims=True)
+        m = _parallel.reduce(xp, s, "max", -1, keepdims=True)
         with ieee(xp):  # -inf scores are answers, not warnings
             # a row of -inf stays -inf, so its entries exp to 0
             ufunc(xp, xp.subtract, s, xp.where(xp.isfinite(m), m, 0), out=s)
             ufunc(xp, xp.exp, s, out=s)
-            den = s.sum(axis=-1, keepdims=True)
+            den = _parallel.reduce(xp, s, "sum", -1, keepdims=True)
             if self.safe:
                 den[den == 0] = 1  # only a row of all -inf sums to 0 (its max entry gives exp(0) = 1)
             ufunc(xp, xp.true_divide, s, den, out=s)

@@ -28,9 +28,9 @@ class Normalize(Op):
     def forward(self, x, w, b):
         xp, ufunc = self.xp, _parallel.ufunc
         if self.stats is None:
-            mean = x.mean(axis=self.dims, keepdims=True)
+            mean = _parallel.reduce(xp, x, "mean", self.dims, keepdims=True)
             d = ufunc(xp, xp.subtract, x, mean)
-            sq_sum = ufunc(xp, xp.multiply, d, d).sum(axis=self.dims, keepdims=True)
+            sq_sum = _parallel.reduce(xp, ufunc(xp, xp.multiply, d, d), "sum", self.dims, keepdims=True)
             n = x.size // max(mean.size, 1)  # elements per statistic
             invstd = 1 / xp.sqrt(sq_sum / n + self.eps)
             if self.running is not None:
@@ -94,8 +94,8 @@ class Normalize(Op):
             gx = ufunc(xp, xp.multiply, g, w._data.reshape(self.pshape)) if w is not None else g.copy()
             if self.stats is None:  # mean and var depend on x: project those directions out
                 tmp = ufunc(xp, xp.multiply, gx, xhat)
-                proj = tmp.mean(dims, keepdims=True)
-                ufunc(xp, xp.subtract, gx, gx.mean(dims, keepdims=True), out=gx)
+                proj = _parallel.reduce(xp, tmp, "mean", dims, keepdims=True)
+                ufunc(xp, xp.subtract, gx, _parallel.reduce(xp, gx, "mean", dims, keepdims=True), out=gx)
                 ufunc(xp, xp.multiply, xhat, proj, out=tmp)
                 ufunc(xp, xp.subtract, gx, tmp, out=gx)
             gx = self._const(ufunc(xp, xp.multiply, gx, invstd, out=gx))
