@@ -367,3 +367,19 @@ def test_example_configs_are_accepted_by_validate(service):
             r = c.post("/v1/jobs/validate", content=path.read_bytes(), headers={"Content-Type": "application/yaml"})
             assert r.status_code == 200, (path.name, r.text)
             assert r.json()["parameters"] > 0 and yaml.safe_load(path.read_text())["name"] == r.json()["spec"]["name"]
+
+
+def test_a_job_cancelled_or_paused_while_queued_leaves_the_queue(service):
+    from rq import Queue
+    from rq.serializers import JSONSerializer
+    gpu = Queue("gpu", connection=rq_connection(service.redis_url), serializer=JSONSerializer)
+    before = gpu.count
+    with service.client() as c:
+        waiting = [submit(service, {**iris(), "resources": {"device": "cuda"}}) for _ in range(2)]  # no GPU worker
+        assert gpu.count == before + 2
+        assert c.post(f"/v1/jobs/{waiting[0]['id']}/cancel").json()["status"] == "cancelled"
+        assert c.post(f"/v1/jobs/{waiting[1]['id']}/pause").json()["status"] == "paused"
+        assert gpu.count == before                     # no worker will fork a process to find them stopped
+        assert c.post(f"/v1/jobs/{waiting[1]['id']}/resume").json()["status"] == "queued"
+        assert gpu.count == before + 1
+        c.post(f"/v1/jobs/{waiting[1]['id']}/cancel")

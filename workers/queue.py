@@ -39,8 +39,8 @@ from .records import LeaseLost, Records
 from .redis_server import connect
 from .settings import Settings
 
-__all__ = ["QUEUES", "TASK", "rq_connection", "queue_for", "enqueue", "gpu_workers", "sweep", "worker_alive",
-           "forget_worker"]
+__all__ = ["QUEUES", "TASK", "rq_connection", "queue_for", "enqueue", "discard", "gpu_workers", "sweep",
+           "worker_alive", "forget_worker"]
 
 log = logging.getLogger(__name__)
 
@@ -114,6 +114,19 @@ def _rq_job_live(conn: redis.Redis, rq_id: str | None) -> bool:
         return Job.fetch(rq_id, connection=conn, serializer=JSONSerializer).get_status() in _LIVE_RQ_STATES
     except (NoSuchJobError, InvalidJobOperation, ValueError):   # ValueError: not an id RQ accepts
         return False
+
+
+def discard(conn: redis.Redis, rq_id: str | None) -> None:
+    """Take a job's RQ message off its queue (it was cancelled or paused while queued), so no worker
+    forks a process just to find that out. Gone already, or being run: nothing to do."""
+    if not rq_id:
+        return
+    try:
+        job = Job.fetch(rq_id, connection=conn, serializer=JSONSerializer)
+        if job.get_status() == JobStatus.QUEUED:
+            job.cancel()
+    except (NoSuchJobError, InvalidJobOperation, ValueError):
+        pass
 
 
 def _hard_stop(conn: redis.Redis, rq_id: str | None) -> None:

@@ -1,9 +1,12 @@
 """Liveness and readiness: /healthz (the process answers) and /readyz (Redis answers; workers per queue)."""
 from __future__ import annotations
 
+from typing import Literal
+
 import redis
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
 from rq import Queue, Worker
 from rq.serializers import JSONSerializer
 
@@ -19,7 +22,15 @@ async def healthz():
     return {"status": "ok"}
 
 
-@router.get("/readyz", summary="Redis is reachable; how many workers and queued jobs each queue has")
+class Readiness(BaseModel):
+    status: Literal["ok", "no_workers", "unavailable"]
+    redis: str
+    queues: dict[str, dict[str, int]] | None = Field(None, description="per queue: workers, queued")
+
+
+@router.get("/readyz", response_model=Readiness, responses={503: {"model": Readiness, "description": "Redis is "
+            "unreachable, or no worker is registered"}},
+            summary="Redis is reachable; how many workers and queued jobs each queue has")
 def readyz(svc: ServicesDep):
     try:
         svc.rq.ping()

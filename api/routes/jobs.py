@@ -14,7 +14,7 @@ from starlette.concurrency import run_in_threadpool
 
 from workers.build import dry_build
 from workers.checkpoints import list_checkpoints
-from workers.queue import enqueue
+from workers.queue import discard, enqueue
 from workers.records import (STATUSES, TERMINAL, IdempotencyMismatch, InvalidTransition, JobNotFound, decode_event,
                              decode_job)
 from workers.spec import SpecError, parse_spec
@@ -229,17 +229,22 @@ def _control(svc: Services, tenant: str, job_id: str, action) -> Job:
              summary="Cancel: a queued job at once, a running one at its next step (checkpoints are kept)")
 def cancel_job(job_id: str, svc: ServicesDep, tenant: TenantDep):
     def cancel():
-        status = svc.records.get_job(job_id)["status"]
-        if status in TERMINAL:
-            raise InvalidTransition(f"job {job_id} already {status}; there is nothing to cancel")
-        svc.records.request_cancel(job_id)
+        job = svc.records.get_job(job_id)
+        if job["status"] in TERMINAL:
+            raise InvalidTransition(f"job {job_id} already {job['status']}; there is nothing to cancel")
+        if svc.records.request_cancel(job_id) == "cancelled":
+            discard(svc.rq, job.get("rq_job"))
     return _control(svc, tenant, job_id, cancel)
 
 
 @router.post("/{job_id}/pause", response_model=Job,
              summary="Pause: checkpoint at the next step and free the worker (status paused)")
 def pause_job(job_id: str, svc: ServicesDep, tenant: TenantDep):
-    return _control(svc, tenant, job_id, lambda: svc.records.request_pause(job_id))
+    def pause():
+        job = svc.records.get_job(job_id)
+        if svc.records.request_pause(job_id) == "paused" and job["status"] == "queued":
+            discard(svc.rq, job.get("rq_job"))     # resume enqueues it again
+    return _control(svc, tenant, job_id, pause)
 
 
 @router.post("/{job_id}/resume", response_model=Job, summary="Resume a paused job from its checkpoint")
