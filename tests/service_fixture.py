@@ -177,3 +177,35 @@ def service(tmp_path_factory):
     finally:
         svc.stop()
         svc.redis.stop()
+
+
+@pytest.fixture(scope="module")
+def t1(service):
+    """An HTTP client of tenant t1 on the module's service."""
+    with service.client("t1") as c:
+        yield c
+
+
+@pytest.fixture(scope="module")
+def t2(service):
+    with service.client("t2") as c:
+        yield c
+
+
+def check_error(r, status: int, code: str | None = None, param=..., says: tuple = ()) -> dict:
+    """``r`` is a ``status`` in the error shape (JSON) with ``code`` and ``param``; its message mentions
+    each of ``says`` (case-insensitive). Returns the error."""
+    assert r.status_code == status, (r.status_code, r.text)
+    assert r.headers["content-type"].startswith("application/json"), r.headers
+    body = r.json()
+    assert set(body) == {"error"}, body
+    err = body["error"]
+    assert set(err) == {"code", "message", "param"}, err
+    assert isinstance(err["message"], str) and err["message"], err
+    if code is not None:
+        assert err["code"] == code, err
+    if param is not ...:
+        assert err["param"] == param, err
+    for word in says:
+        assert str(word).lower() in err["message"].lower(), (word, err)
+    return err

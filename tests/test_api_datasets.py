@@ -10,24 +10,7 @@ import os
 import numpy as np
 import pytest
 
-from service_fixture import UPLOAD_LIMIT, service  # noqa: F401
-
-
-def check_error(r, status: int, code: str | None = None, param=..., says: tuple = ()) -> dict:
-    """``r`` is a ``status`` in the error shape with ``code`` and ``param``; its message mentions each
-    of ``says`` (case-insensitive)."""
-    assert r.status_code == status, (r.status_code, r.text)
-    body = r.json()
-    assert set(body) == {"error"} and set(body["error"]) == {"code", "message", "param"}, body
-    err = body["error"]
-    assert err["message"], err
-    if code is not None:
-        assert err["code"] == code, err
-    if param is not ...:
-        assert err["param"] == param, err
-    for word in says:
-        assert str(word).lower() in err["message"].lower(), (word, err)
-    return err
+from service_fixture import UPLOAD_LIMIT, check_error, service, t1, t2  # noqa: F401
 
 
 def make_csv(n: int = 60, label_column: str = "label", classes=("small", "large")) -> bytes:
@@ -62,16 +45,8 @@ def upload_raw(client, content, filename: str | None = "d.npz", **params):
                        headers={"Content-Type": "application/octet-stream"})
 
 
-@pytest.fixture(scope="module")
-def t1(service):
-    with service.client("t1") as c:
-        yield c
 
 
-@pytest.fixture(scope="module")
-def t2(service):
-    with service.client("t2") as c:
-        yield c
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ import pytest
 import redis
 from rq import Queue
 
-from service_fixture import KEYS, service  # noqa: F401
+from service_fixture import KEYS, check_error, service, t1, t2  # noqa: F401
 
 IRIS = {
     "name": "iris-mlp",
@@ -44,37 +44,6 @@ def spec(**changes) -> dict:
         else:
             node[last] = value
     return out
-
-
-def check_error(r, status: int, code: str | None = None, param=..., says: tuple = ()) -> dict:
-    """``r`` is a ``status`` in the error shape with ``code`` and ``param``; its message mentions each
-    of ``says`` (case-insensitive)."""
-    assert r.status_code == status, (r.status_code, r.text)
-    assert r.headers["content-type"].startswith("application/json"), r.headers
-    body = r.json()
-    assert set(body) == {"error"}, body
-    err = body["error"]
-    assert set(err) == {"code", "message", "param"}, err
-    assert isinstance(err["message"], str) and err["message"], err
-    if code is not None:
-        assert err["code"] == code, err
-    if param is not ...:
-        assert err["param"] == param, err
-    for word in says:
-        assert str(word).lower() in err["message"].lower(), (word, err)
-    return err
-
-
-@pytest.fixture(scope="module")
-def t1(service):
-    with service.client("t1") as c:
-        yield c
-
-
-@pytest.fixture(scope="module")
-def t2(service):
-    with service.client("t2") as c:
-        yield c
 
 
 def submit(client, body: dict, tenant: str = "t1", **kw) -> dict:

@@ -16,7 +16,7 @@ import secrets
 import pytest
 
 from api.app import create_app
-from service_fixture import KEYS, service  # noqa: F401
+from service_fixture import KEYS, service, t1, t2  # noqa: F401
 from workers.settings import Settings
 
 IRIS = {"name": "isolation", "model": {"layers": [{"type": "Linear", "in_features": 4, "out_features": 8},
@@ -96,18 +96,6 @@ def same_as_missing(real, missing, real_id: str, missing_id: str, status: int = 
 
 def sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
-
-
-@pytest.fixture(scope="module")
-def t1(service):
-    with service.client("t1") as c:
-        yield c
-
-
-@pytest.fixture(scope="module")
-def t2(service):
-    with service.client("t2") as c:
-        yield c
 
 
 def snapshot(client, res: dict) -> dict:
