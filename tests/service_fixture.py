@@ -118,6 +118,14 @@ class Service:
                 p.wait()
 
 
+def submit(service, spec: dict, tenant: str = "t1") -> dict:
+    """POST the spec as ``tenant``; the created job (a 201 is asserted)."""
+    with service.client(tenant) as c:
+        r = c.post("/v1/jobs", json=spec)
+    assert r.status_code == 201, r.text
+    return r.json()
+
+
 def running_past(step):
     """For ``wait_for``: the job has got to ``step`` (or is no longer running)."""
     return lambda job: job["status"] != "queued" and (job["status"] != "running" or

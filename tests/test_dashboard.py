@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from service_fixture import KEYS, running_past, service  # noqa: F401
+from service_fixture import KEYS, running_past, service, submit  # noqa: F401
 
 CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
@@ -31,13 +31,6 @@ def iris(name, epochs, **training):
     spec["name"] = name
     spec["training"].update(epochs=epochs, **training)
     return spec
-
-
-def submit(service, spec, tenant="t1"):
-    with service.client(tenant) as c:
-        r = c.post("/v1/jobs", json=spec)
-    assert r.status_code == 201, r.text
-    return r.json()
 
 
 @pytest.fixture(scope="module")

@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 import engine
-from service_fixture import ROOT, running_past, service, wait_gone, work_process_of  # noqa: F401
+from service_fixture import ROOT, running_past, service, submit, wait_gone, work_process_of  # noqa: F401
 from workers.queue import forget_worker, rq_connection
 
 IRIS = {"name": "iris-small",
@@ -33,13 +33,6 @@ def iris(epochs=3, **training):
     spec = copy.deepcopy(IRIS)
     spec["training"].update(epochs=epochs, **training)
     return spec
-
-
-def submit(service, spec, tenant="t1"):
-    with service.client(tenant) as c:
-        r = c.post("/v1/jobs", json=spec)
-    assert r.status_code == 201, r.text
-    return r.json()
 
 
 def weights_of(service, job_id, which="final"):
