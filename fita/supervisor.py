@@ -22,6 +22,8 @@ import time
 import urllib.request
 from dataclasses import dataclass, field
 
+from rq import Worker
+
 from api.auth import create_key, has_keys
 from workers.queue import forget_worker, rq_connection, sweep
 from workers.records import Records
@@ -169,6 +171,10 @@ class Supervisor:
     def _recover(self, name: str) -> None:
         """The worker is gone: its job goes back to the queue now (from its latest checkpoint)."""
         try:
+            # the process may have registered again under `<name>.rN` after a Redis outage (workers/worker.py)
+            for worker in Worker.all(connection=self.rq):
+                if worker.name == name or worker.name.startswith(name + ".r"):
+                    forget_worker(self.rq, worker.name)
             forget_worker(self.rq, name)
             done = sweep(self.records, self.rq, self.settings)
             if any(done.values()):
