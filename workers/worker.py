@@ -47,8 +47,8 @@ log = logging.getLogger(__name__)
 
 WORKER_TTL_S = 30               # an idle worker's registration lives this long past a heartbeat (+60 s)
 MONITOR_INTERVAL_S = 5          # how often a busy worker heartbeats while its work process trains
-QUOTA_RETRY_S = 1.0
-REDIS_RETRY_PAUSE_S = 2.0       # between a worker loop that lost Redis and the next             # a job deferred by its tenant's running quota is re-queued after this
+QUOTA_RETRY_S = 1.0             # a job deferred by its tenant's running quota is re-queued after this
+REDIS_RETRY_PAUSE_S = 2.0       # between a worker loop that lost Redis and the next
 
 # Set by run_worker before RQ forks; the work process inherits them.
 _device = "cpu"
@@ -78,18 +78,19 @@ class FitaWorker(Worker):
         """The work process has exited: if the job's record still says this worker is running it, the
         process died without ending its attempt."""
         settings = Settings.from_env()
-        records = Records(connect(resolve_redis_url(settings)))
-        job = records.get_job(job_id)
-        if job is None or job["status"] not in ("running", "cancelling") or job.get("worker") != self.name:
-            return
-        try:
-            to = records.interrupt(job_id, "the work process died", attempt_id=job["lease"],
-                                   max_restarts=settings.max_restarts)
-        except LeaseLost:
-            return
-        log.warning("job %s: its work process died; the job is now %s", job_id, to)
-        if to == "queued":
-            enqueue(records, self.connection, job_id, settings)
+        with connect(resolve_redis_url(settings)) as client:
+            records = Records(client)
+            job = records.get_job(job_id)
+            if job is None or job["status"] not in ("running", "cancelling") or job.get("worker") != self.name:
+                return
+            try:
+                to = records.interrupt(job_id, "the work process died", attempt_id=job["lease"],
+                                       max_restarts=settings.max_restarts)
+            except LeaseLost:
+                return
+            log.warning("job %s: its work process died; the job is now %s", job_id, to)
+            if to == "queued":
+                enqueue(records, self.connection, job_id, settings)
 
 
 def train_job(job_id: str) -> str:
