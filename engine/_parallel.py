@@ -67,8 +67,15 @@ def parallel_for(n: int, fn, per_item: int = 1) -> None:
     futures = [_pool.submit(contextvars.copy_context().run, fn, bounds[i], bounds[i + 1]) for i in range(1, k)]
     try:
         fn(bounds[0], bounds[1])
-    finally:
+    except BaseException:
         for f in futures:
+            if not f.cancel():
+                f.exception()  # wait: a running worker still writes into the caller's arrays
+        raise
+    for i, f in enumerate(futures, 1):
+        if f.cancel():  # not started: on a busy machine the caller takes it rather than wait for a core
+            fn(bounds[i], bounds[i + 1])
+        else:
             f.result()
 
 
@@ -121,14 +128,12 @@ def map_chunks(xp, fn, *arrays, chunk: int | None = -1) -> None:
 def ufunc(xp, f, *args, out=None, **kwargs):
     """``f(*args, out=out, **kwargs)`` for a numpy ufunc, split over the threads along the result's first
     axis when the result is big (operands that broadcast along that axis are passed whole)."""
-    if xp is not _np or _threads == 1:
+    if _threads == 1:
         return f(*args, out=out, **kwargs)
-    big = None
     for a in args:
         if type(a) is _np.ndarray and a.size >= 2 * GRAIN:
-            big = a
             break
-    if big is None:
+    else:  # small (or CuPy) operands: one call
         return f(*args, out=out, **kwargs)
     shape = _np.broadcast_shapes(*(a.shape for a in args if type(a) is _np.ndarray))
     rows = shape[0] if shape else 0
@@ -151,9 +156,8 @@ def reduce(xp, x, method: str, axis, keepdims: bool = False, **kwargs):
     """``x.<method>(axis=axis, keepdims=keepdims)`` (sum, mean, max, ...), split over the threads along
     the first axis when that axis is not reduced: each thread's rows are reduced in the same order as
     unsplit ones, so the result does not depend on the thread count."""
-    axes = axis if isinstance(axis, tuple) else (axis,)
-    if (xp is not _np or _threads == 1 or type(x) is not _np.ndarray or x.ndim < 2 or x.size < 2 * GRAIN
-            or axis is None or any(a % x.ndim == 0 for a in axes)):
+    if (_threads == 1 or type(x) is not _np.ndarray or x.size < 2 * GRAIN or axis is None
+            or any(a % x.ndim == 0 for a in (axis if type(axis) is tuple else (axis,)))):
         return getattr(x, method)(axis=axis, keepdims=keepdims, **kwargs)
     first = getattr(x[:1], method)(axis=axis, keepdims=keepdims, **kwargs)
     out = _np.empty((x.shape[0],) + first.shape[1:], dtype=first.dtype)

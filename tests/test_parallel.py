@@ -111,3 +111,19 @@ def test_row_reductions_split(small_grain):
 
     (y1, g1), (y3, g3) = _run(1, run), _run(3, run)
     assert np.array_equal(y1, y3) and np.array_equal(g1, g3)
+
+
+def test_the_caller_takes_ranges_no_worker_has_started(small_grain):
+    import threading
+    engine.set_num_threads(3)
+    _parallel.parallel_for(100, lambda a, b: None)  # the pool exists
+    release = threading.Event()
+    busy = [_parallel._pool.submit(release.wait) for _ in range(2)]  # both workers occupied
+    try:
+        seen = []
+        _parallel.parallel_for(100, lambda a, b: seen.append((a, b)))
+        assert sorted(seen) == [(0, 33), (33, 66), (66, 100)]
+    finally:
+        release.set()
+        for f in busy:
+            f.result()
