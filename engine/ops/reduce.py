@@ -344,10 +344,10 @@ class Softmax(Op):
         with ieee(xp):  # a row of only -inf is nan, quietly (as in PyTorch)
             # shifted by the row max (array methods: numpy's module functions add ~2 us of dispatch);
             # a row whose max is not finite (all -inf, or with +inf or nan) is nan either way
-            e = _parallel.ufunc(xp, xp.subtract, x, _parallel.reduce(xp, x, "max", self.dim, keepdims=True))
-            _parallel.ufunc(xp, xp.exp, e, out=e)
-            return _parallel.ufunc(xp, xp.true_divide, e, _parallel.reduce(xp, e, "sum", self.dim, keepdims=True),
-                                   out=e)
+            e = xp.subtract(x, x.max(axis=self.dim, keepdims=True))
+            xp.exp(e, out=e)
+            e /= e.sum(axis=self.dim, keepdims=True)
+            return e
 
     def backward(self, g):
         return SoftmaxGrad.apply(g, self.output, dim=self.dim)
@@ -358,10 +358,9 @@ class SoftmaxGrad(Op):
     save_inputs = True
 
     def forward(self, g, y):
-        xp, ufunc = self.xp, _parallel.ufunc
-        out = ufunc(xp, xp.multiply, g, y)
-        total = _parallel.reduce(xp, out, "sum", self.dim, keepdims=True)
-        return ufunc(xp, xp.subtract, out, ufunc(xp, xp.multiply, y, total), out=out)
+        out = g * y
+        out -= y * out.sum(axis=self.dim, keepdims=True)
+        return out
 
     def backward(self, gg):
         g, y = self.inputs
