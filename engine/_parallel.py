@@ -107,9 +107,9 @@ def flat_views(xp, *arrays):
 
 def map_chunks(xp, fn, *arrays, chunk: int | None = -1) -> None:
     """``fn(*pieces)`` over matching pieces of ``arrays`` (same size, updated in place): pieces of
-    ``chunk`` elements (default CHUNK; None: one piece per thread), spread over the threads, when they are contiguous
-    numpy arrays; else once on the whole arrays. Pieces that fit in the cache speed up kernels of many
-    passes over several arrays."""
+    ``chunk`` elements (default CHUNK; None: one piece per thread), spread over the threads, when they
+    are contiguous numpy arrays; else once on the whole arrays. Pieces that fit in the cache speed up
+    kernels of many passes over several arrays."""
     flat = flat_views(xp, *arrays)
     if flat is None:
         fn(*arrays)
@@ -118,8 +118,9 @@ def map_chunks(xp, fn, *arrays, chunk: int | None = -1) -> None:
     chunk = CHUNK if chunk == -1 else chunk
 
     def run(start, stop):
-        for s in range(start, stop, chunk or stop - start):
-            e = min(s + (chunk or stop), stop)
+        step = chunk or max(stop - start, 1)
+        for s in range(start, stop, step):
+            e = min(s + step, stop)
             fn(*(None if a is None else a[s:e] for a in flat))
 
     parallel_for(n, run)

@@ -10,7 +10,7 @@ from engine import _parallel
 def small_grain(monkeypatch):
     """Split even small arrays, into uneven pieces (3 threads, chunks not dividing the ranges)."""
     monkeypatch.setattr(_parallel, "GRAIN", 7)
-    monkeypatch.setattr(_parallel, "CHUNK", 5)
+    monkeypatch.setattr(_parallel, "CHUNK", 4)
     before = engine.get_num_threads()
     yield
     engine.set_num_threads(before)
@@ -127,3 +127,12 @@ def test_the_caller_takes_ranges_no_worker_has_started(small_grain):
         release.set()
         for f in busy:
             f.result()
+
+
+def test_empty_tensors():
+    x = engine.zeros(0, 5, requires_grad=True)
+    engine.relu(x).sum().backward()
+    assert x.grad.shape == (0, 5)
+    w = engine.nn.Parameter(engine.zeros(0))
+    w.grad = engine.zeros(0)
+    engine.optim.Adam([w]).step()
