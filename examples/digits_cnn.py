@@ -9,14 +9,14 @@ cosine learning-rate schedule.
 """
 from __future__ import annotations
 
-import time
-
 import numpy as np
 from sklearn.datasets import load_digits
 
 import engine
 from engine import nn
 from engine.utils.data import DataLoader, TensorDataset, random_split
+
+from classify import fit  # examples/classify.py, beside this script
 
 
 def digits_datasets(split_seed: int = 0, validation_split: float = 0.2):
@@ -45,21 +45,6 @@ def make_model(width: int = 32) -> nn.Module:
     )
 
 
-def evaluate(model: nn.Module, loader: DataLoader, loss_fn, device="cpu") -> tuple[float, float]:
-    """Mean loss and accuracy over ``loader``."""
-    model.eval()
-    total_loss, correct, count = 0.0, 0, 0
-    with engine.no_grad():
-        for x, y in loader:
-            x, y = x.to(device), y.to(device)
-            logits = model(x)
-            total_loss += loss_fn(logits, y).item() * len(y)
-            correct += (logits.argmax(1) == y).sum().item()
-            count += len(y)
-    model.train()
-    return total_loss / count, correct / count
-
-
 def main(epochs: int = 20, batch_size: int = 64, lr: float = 3e-3, weight_decay: float = 1e-2,
          width: int = 32, seed: int = 0, split_seed: int = 0, device: str = "cpu", verbose: bool = True) -> dict:
     """Train, printing the loss and accuracy per epoch; return the final metrics. ``seed`` fixes the
@@ -71,28 +56,9 @@ def main(epochs: int = 20, batch_size: int = 64, lr: float = 3e-3, weight_decay:
     val_loader = DataLoader(val_set, batch_size=512)
 
     model = make_model(width).to(device)
-    loss_fn = nn.CrossEntropyLoss()
     optimizer = engine.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
     scheduler = engine.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs)
-
-    start = time.perf_counter()
-    for epoch in range(1, epochs + 1):
-        running, seen = 0.0, 0
-        for x, y in train_loader:
-            x, y = x.to(device), y.to(device)
-            optimizer.zero_grad()
-            loss = loss_fn(model(x), y)
-            loss.backward()
-            optimizer.step()
-            running += loss.item() * len(y)
-            seen += len(y)
-        scheduler.step()
-        val_loss, val_acc = evaluate(model, val_loader, loss_fn, device)
-        if verbose:
-            print(f"epoch {epoch:3d}  train loss {running / seen:.4f}  val loss {val_loss:.4f}  "
-                  f"val acc {val_acc:.2%}  ({time.perf_counter() - start:.1f}s)")
-    return {"train_loss": running / seen, "val_loss": val_loss, "val_accuracy": val_acc,
-            "seconds": time.perf_counter() - start}
+    return fit(model, optimizer, scheduler, train_loader, val_loader, epochs, device, verbose)
 
 
 if __name__ == "__main__":
