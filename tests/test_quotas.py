@@ -29,7 +29,7 @@ def tight(tmp_path_factory):
         svc = start_service(data_dir, redis.url, workers=2, FITA_QUOTA_RUNNING="1", FITA_QUOTA_QUEUED="2",
                             FITA_SUBMIT_RATE="6", FITA_MAX_FLOPS_PER_STEP="1e6", FITA_MAX_SAMPLES_SEEN="50000",
                             FITA_CORS_ORIGINS="http://dashboard.test",
-                            FITA_QUOTA_STORAGE_BYTES="5000")
+                            FITA_QUOTA_STORAGE_BYTES="60000")
         try:
             yield svc
         finally:
@@ -92,8 +92,8 @@ def test_cors_only_for_configured_origins(tight):
 
 
 def test_storage_quota_on_uploads(tight):
-    rows = "\n".join(f"{i % 7},{i % 5},{i % 3}" for i in range(400))
-    csv = ("a,b,label\n" + rows + "\n").encode()                   # ~2.4 kB: two fit in 5000 bytes, three do not
+    rows = "\n".join(f"{i % 7},{i % 5},{i % 3}" for i in range(4000))
+    csv = ("a,b,label\n" + rows + "\n").encode()                   # ~24 kB: two fit in 60,000 bytes, three do not
     with tight.client("t3") as c:                                  # t3 stores nothing else yet
         first, second = (c.post("/v1/datasets", files={"file": ("d.csv", csv, "text/csv")}) for _ in range(2))
         assert first.status_code == second.status_code == 201
@@ -109,11 +109,13 @@ def test_storage_quota_on_uploads(tight):
 
 
 def test_a_jobs_checkpoints_and_weights_count_towards_storage(tight):
+    big = spec(epochs=2)                     # ~4k parameters: two checkpoints and the weights pass 60,000 bytes
+    big["model"]["layers"][0]["out_features"] = big["model"]["layers"][2]["in_features"] = 512
     with tight.client("t3") as c:
-        first = c.post("/v1/jobs", json=spec(epochs=2))
+        first = c.post("/v1/jobs", json=big)
         assert first.status_code == 201                 # nothing stored yet
         assert tight.wait_for(first.json()["id"], tenant="t3")["status"] == "succeeded"
-        full = c.post("/v1/jobs", json=spec())          # its checkpoints and weights are over 5000 bytes
+        full = c.post("/v1/jobs", json=spec())          # its checkpoints and weights are over the quota
         assert full.status_code == 413 and full.json()["error"]["code"] == "storage_quota_exceeded"
         upload = c.post("/v1/datasets", files={"file": ("d.csv", b"a,y\n1,0\n2,1\n", "text/csv")})
         assert upload.status_code == 413 and "checkpoints" in upload.json()["error"]["message"]
