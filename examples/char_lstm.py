@@ -14,16 +14,15 @@ small budget; at the end it prints a sample of generated text.
 """
 from __future__ import annotations
 
-import math
-import time
 from pathlib import Path
-
 
 import engine
 from engine import nn
 from engine.utils.data import DataLoader
 
 from char_data import DATA, CharData  # examples/char_data.py, beside this script
+from char_train import fit, sample_from  # examples/char_train.py
+
 
 class CharLSTM(nn.Module):
     def __init__(self, vocab_size: int, embed_dim: int = 64, hidden_size: int = 256, num_layers: int = 1):
@@ -36,14 +35,6 @@ class CharLSTM(nn.Module):
         """x: (N, L) character ids -> logits (N, L, vocab) and the LSTM's final (h, c)."""
         out, state = self.lstm(self.embed(x), state)
         return self.head(out), state
-
-
-def sample_from(logits, temperature: float = 0.8):
-    """One id per row of ``logits`` (N, V), drawn from softmax(logits / temperature) by inverting the
-    cumulative distribution at a uniform draw."""
-    cdf = (logits / temperature).softmax(-1).cumsum(-1)
-    u = engine.rand(logits.shape[0], 1, dtype=cdf.dtype, device=cdf.device)
-    return (cdf < u).sum(-1).clamp(max=logits.shape[-1] - 1)
 
 
 def generate(model: CharLSTM, data: CharData, prompt: str = "ROMEO:\n", length: int = 200,
@@ -61,20 +52,6 @@ def generate(model: CharLSTM, data: CharData, prompt: str = "ROMEO:\n", length: 
     return prompt + data.decode(engine.cat(out))
 
 
-def evaluate(model: nn.Module, loader: DataLoader, loss_fn, device="cpu") -> float:
-    """Mean loss per character over ``loader``."""
-    model.eval()
-    total, count = 0.0, 0
-    with engine.no_grad():
-        for x, y in loader:
-            x, y = x.to(device), y.to(device)
-            logits, _ = model(x)
-            total += loss_fn(logits.flatten(0, 1), y.flatten()).item() * y.numel()
-            count += y.numel()
-    model.train()
-    return total / count
-
-
 def main(epochs: int = 5, seq_len: int = 64, batch_size: int = 32, lr: float = 1e-2, embed_dim: int = 64,
          hidden_size: int = 256, max_steps: int | None = None, clip: float = 1.0, seed: int = 0,
          path: Path = DATA, sample_length: int = 300, device: str = "cpu", verbose: bool = True) -> dict:
@@ -87,7 +64,6 @@ def main(epochs: int = 5, seq_len: int = 64, batch_size: int = 32, lr: float = 1
     val_loader = DataLoader(data.windows(data.val_ids), batch_size=256)
 
     model = CharLSTM(data.vocab_size, embed_dim, hidden_size).to(device)
-    loss_fn = nn.CrossEntropyLoss()
     optimizer = engine.optim.Adam(model.parameters(), lr=lr)
     total_steps = epochs * len(train_loader) if max_steps is None else min(max_steps, epochs * len(train_loader))
     scheduler = engine.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=total_steps,
@@ -95,33 +71,9 @@ def main(epochs: int = 5, seq_len: int = 64, batch_size: int = 32, lr: float = 1
     if verbose:
         print(f"{len(data.chars)} distinct characters, unigram entropy {entropy:.3f} nats; "
               f"{len(train_loader.dataset)} training windows of {seq_len}")
-
-    start, step = time.perf_counter(), 0
-    for epoch in range(1, epochs + 1):
-        running, seen = 0.0, 0
-        for x, y in train_loader:
-            x, y = x.to(device), y.to(device)
-            optimizer.zero_grad()
-            logits, _ = model(x)
-            loss = loss_fn(logits.flatten(0, 1), y.flatten())
-            loss.backward()
-            nn.utils.clip_grad_norm_(model.parameters(), clip)
-            optimizer.step()
-            scheduler.step()
-            running, seen, step = running + loss.item(), seen + 1, step + 1
-            if step == total_steps:
-                break
-        val_loss = evaluate(model, val_loader, loss_fn, device)
-        if verbose:
-            print(f"epoch {epoch:3d}  step {step:5d}  train loss {running / seen:.4f}  val loss {val_loss:.4f} "
-                  f"({val_loss / entropy:.0%} of the unigram entropy)  ({time.perf_counter() - start:.1f}s)")
-        if step == total_steps:
-            break
-    seconds = time.perf_counter() - start
-    if verbose and sample_length:
-        print("---\n" + generate(model, data, length=sample_length) + "\n---")
-    return {"train_loss": running / seen, "val_loss": val_loss, "unigram_entropy": entropy,
-            "val_bits_per_char": val_loss / math.log(2), "steps": step, "seconds": seconds}
+    return fit(model, lambda m, x: m(x)[0], optimizer, scheduler, train_loader, val_loader, epochs=epochs,
+               total_steps=total_steps, clip=clip, entropy=entropy, device=device, verbose=verbose,
+               sample=(lambda: generate(model, data, length=sample_length)) if sample_length else None)
 
 
 if __name__ == "__main__":

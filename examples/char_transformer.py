@@ -15,16 +15,15 @@ so tests can call it with a small budget; at the end it prints a sample of gener
 """
 from __future__ import annotations
 
-import math
-import time
 from pathlib import Path
-
 
 import engine
 from engine import nn
 from engine.utils.data import DataLoader
 
 from char_data import DATA, CharData  # examples/char_data.py, beside this script
+from char_train import fit, sample_from  # examples/char_train.py
+
 
 class CharTransformer(nn.Module):
     """Token + learned position embeddings, ``num_layers`` pre-norm encoder layers under a causal
@@ -51,14 +50,6 @@ class CharTransformer(nn.Module):
         return self.head(self.encoder(h, mask=mask, is_causal=True))
 
 
-def sample_from(logits, temperature: float = 0.8):
-    """One id per row of ``logits`` (N, V), drawn from softmax(logits / temperature) by inverting the
-    cumulative distribution at a uniform draw."""
-    cdf = (logits / temperature).softmax(-1).cumsum(-1)
-    u = engine.rand(logits.shape[0], 1, dtype=cdf.dtype, device=cdf.device)
-    return (cdf < u).sum(-1).clamp(max=logits.shape[-1] - 1)
-
-
 def generate(model: CharTransformer, data: CharData, prompt: str = "ROMEO:\n", length: int = 200,
              temperature: float = 0.8) -> str:
     model.eval()
@@ -69,19 +60,6 @@ def generate(model: CharTransformer, data: CharData, prompt: str = "ROMEO:\n", l
             ids = engine.cat([ids, sample_from(logits[:, -1], temperature).unsqueeze(0)], 1)
     model.train()
     return data.decode(ids[0])
-
-
-def evaluate(model: nn.Module, loader: DataLoader, loss_fn, device="cpu") -> float:
-    """Mean loss per character over ``loader``."""
-    model.eval()
-    total, count = 0.0, 0
-    with engine.no_grad():
-        for x, y in loader:
-            x, y = x.to(device), y.to(device)
-            total += loss_fn(model(x).flatten(0, 1), y.flatten()).item() * y.numel()
-            count += y.numel()
-    model.train()
-    return total / count
 
 
 def main(epochs: int = 8, seq_len: int = 64, batch_size: int = 32, lr: float = 2e-2, d_model: int = 64,
@@ -97,7 +75,6 @@ def main(epochs: int = 8, seq_len: int = 64, batch_size: int = 32, lr: float = 2
     val_loader = DataLoader(data.windows(data.val_ids), batch_size=256)
 
     model = CharTransformer(data.vocab_size, seq_len, d_model, nhead, num_layers, dropout=dropout).to(device)
-    loss_fn = nn.CrossEntropyLoss()
     optimizer = engine.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.99), weight_decay=weight_decay)
     total_steps = epochs * len(train_loader) if max_steps is None else min(max_steps, epochs * len(train_loader))
     scheduler = engine.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=total_steps,
@@ -106,32 +83,9 @@ def main(epochs: int = 8, seq_len: int = 64, batch_size: int = 32, lr: float = 2
         print(f"{len(data.chars)} distinct characters, unigram entropy {entropy:.3f} nats; "
               f"{len(train_loader.dataset)} training windows of {seq_len}; "
               f"{sum(p.numel() for p in model.parameters()):,} parameters")
-
-    start, step = time.perf_counter(), 0
-    for epoch in range(1, epochs + 1):
-        running, seen = 0.0, 0
-        for x, y in train_loader:
-            x, y = x.to(device), y.to(device)
-            optimizer.zero_grad()
-            loss = loss_fn(model(x).flatten(0, 1), y.flatten())
-            loss.backward()
-            nn.utils.clip_grad_norm_(model.parameters(), clip)
-            optimizer.step()
-            scheduler.step()
-            running, seen, step = running + loss.item(), seen + 1, step + 1
-            if step == total_steps:
-                break
-        val_loss = evaluate(model, val_loader, loss_fn, device)
-        if verbose:
-            print(f"epoch {epoch:3d}  step {step:5d}  train loss {running / seen:.4f}  val loss {val_loss:.4f} "
-                  f"({val_loss / entropy:.0%} of the unigram entropy)  ({time.perf_counter() - start:.1f}s)")
-        if step == total_steps:
-            break
-    seconds = time.perf_counter() - start
-    if verbose and sample_length:
-        print("---\n" + generate(model, data, length=sample_length) + "\n---")
-    return {"train_loss": running / seen, "val_loss": val_loss, "unigram_entropy": entropy,
-            "val_bits_per_char": val_loss / math.log(2), "steps": step, "seconds": seconds}
+    return fit(model, lambda m, x: m(x), optimizer, scheduler, train_loader, val_loader, epochs=epochs,
+               total_steps=total_steps, clip=clip, entropy=entropy, device=device, verbose=verbose,
+               sample=(lambda: generate(model, data, length=sample_length)) if sample_length else None)
 
 
 if __name__ == "__main__":
