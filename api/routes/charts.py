@@ -11,7 +11,7 @@ from fastapi.responses import Response
 from .. import charts
 from ..deps import Services, ServicesDep, TenantDep
 from ..schemas import ERRORS
-from .jobs import _job
+from .jobs import find_job
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"], responses=ERRORS)
 
@@ -22,7 +22,7 @@ YScale = Annotated[Literal["auto", "linear", "log"], Query(description="the loss
 
 
 def _figure(svc: Services, tenant: str, job_id: str, width: int, height: int, yscale: str) -> charts.Figure:
-    job = _job(svc, tenant, job_id)
+    job = find_job(svc, tenant, job_id)
     metrics = svc.records.read_metrics(job_id)
     progress = job.get("progress") or {}
     parts = [job["status"]]

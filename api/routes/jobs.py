@@ -49,7 +49,8 @@ async def _dry_build(request: Request, svc: Services, tenant: str):
     return await run_in_threadpool(check)
 
 
-def _job(svc: Services, tenant: str, job_id: str) -> dict:
+def find_job(svc: Services, tenant: str, job_id: str) -> dict:
+    """The tenant's job, or the 404 an unknown id gets (another tenant's job looks just as unknown)."""
     job = svc.records.get_job(job_id, tenant)
     if job is None:
         raise not_found("job", job_id, "job_id")
@@ -119,7 +120,7 @@ async def get_job(job_id: str, svc: ServicesDep, tenant: TenantDep):
 def get_metrics(job_id: str, svc: ServicesDep, tenant: TenantDep, format: Literal["json", "csv"] = "json",
                 step_from: Annotated[int | None, Query(ge=0)] = None,
                 step_to: Annotated[int | None, Query(ge=0)] = None):
-    _job(svc, tenant, job_id)
+    find_job(svc, tenant, job_id)
     curves = svc.records.read_metrics(job_id, step_from, step_to)
     if format == "json":
         return Metrics(job_id=job_id, **curves)
@@ -141,7 +142,7 @@ def get_metrics(job_id: str, svc: ServicesDep, tenant: TenantDep, format: Litera
 async def get_events(job_id: str, request: Request, svc: ServicesDep, tenant: TenantDep,
                      after: str | None = None, limit: Annotated[int, Query(ge=1, le=1000)] = 1000,
                      last_event_id: Annotated[str | None, Header()] = None):
-    job = await run_in_threadpool(_job, svc, tenant, job_id)
+    job = await run_in_threadpool(find_job, svc, tenant, job_id)
     cursor = last_event_id or after
     try:
         events = await run_in_threadpool(svc.records.read_events, job_id, cursor, limit + 1)
@@ -185,14 +186,14 @@ async def _stream(request: Request, svc: Services, job_id: str, status: str, bac
 
 @router.get("/{job_id}/checkpoints", response_model=CheckpointList, summary="The job's checkpoints, newest first")
 def get_checkpoints(job_id: str, svc: ServicesDep, tenant: TenantDep):
-    _job(svc, tenant, job_id)
+    find_job(svc, tenant, job_id)
     return CheckpointList(data=[i.to_dict() for i in list_checkpoints(svc.store, job_id)])
 
 
 @router.get("/{job_id}/checkpoints/{step}", response_class=FileResponse,
             summary="Download one checkpoint (.safetensors: model, optimizer, scheduler and RNG state)")
 def download_checkpoint(job_id: str, step: int, svc: ServicesDep, tenant: TenantDep):
-    _job(svc, tenant, job_id)
+    find_job(svc, tenant, job_id)
     info = next((i for i in list_checkpoints(svc.store, job_id) if i.step == step), None)
     if info is None:
         raise ApiError(404, "checkpoint_not_found", f"job {job_id} has no checkpoint at step {step}; "
@@ -205,7 +206,7 @@ def download_checkpoint(job_id: str, step: int, svc: ServicesDep, tenant: Tenant
             summary="Download the trained weights (.safetensors, PyTorch's state_dict keys; spec and "
                     "preprocessing in the metadata)")
 def download_weights(job_id: str, svc: ServicesDep, tenant: TenantDep, which: Literal["final", "best"] = "final"):
-    job = _job(svc, tenant, job_id)
+    job = find_job(svc, tenant, job_id)
     key = weights_key(job_id) if which == "final" else best_weights_key(job_id)
     path = svc.store.local_path(key)
     if not path.is_file():
@@ -217,7 +218,7 @@ def download_weights(job_id: str, svc: ServicesDep, tenant: TenantDep, which: Li
 
 
 def _control(svc: Services, tenant: str, job_id: str, action) -> Job:
-    _job(svc, tenant, job_id)
+    find_job(svc, tenant, job_id)
     try:
         action()
     except InvalidTransition as e:
@@ -257,7 +258,7 @@ def resume_job(job_id: str, svc: ServicesDep, tenant: TenantDep):
 
 @router.delete("/{job_id}", response_model=Deleted, summary="Delete a finished job and all its artifacts")
 def delete_job(job_id: str, svc: ServicesDep, tenant: TenantDep):
-    job = _job(svc, tenant, job_id)
+    job = find_job(svc, tenant, job_id)
     if job["status"] not in (*TERMINAL, "paused"):
         raise ApiError(409, "invalid_state", f"job {job_id} is {job['status']}; cancel it before deleting it", "job_id")
     svc.records.delete_job(job_id, force=True)
@@ -270,7 +271,7 @@ def delete_job(job_id: str, svc: ServicesDep, tenant: TenantDep):
              summary="Run the trained model on raw inputs (the job's preprocessing is applied)")
 def predict(job_id: str, body: PredictRequest, svc: ServicesDep, tenant: TenantDep,
             which: Literal["final", "best"] = "final"):
-    job = _job(svc, tenant, job_id)
+    job = find_job(svc, tenant, job_id)
     try:
         predictor = svc.predictors.get(job_id, which)
     except ArtifactNotFound:
