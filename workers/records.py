@@ -137,21 +137,22 @@ def decode_job(raw: dict, tenant: str | None = None) -> dict | None:
     return job
 
 
-def _finite(obj):
-    """``obj`` with non-finite floats replaced by None, so the JSON is strict."""
+def json_safe(obj):
+    """``obj`` with non-finite floats replaced by None (and numpy/engine scalars by Python numbers), so the
+    JSON is strict."""
     if isinstance(obj, float):
         return obj if math.isfinite(obj) else None
     if isinstance(obj, dict):
-        return {str(k): _finite(v) for k, v in obj.items()}
+        return {str(k): json_safe(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
-        return [_finite(v) for v in obj]
+        return [json_safe(v) for v in obj]
     if hasattr(obj, "item"):  # numpy / engine scalars
-        return _finite(obj.item())
+        return json_safe(obj.item())
     return obj
 
 
 def _enc(value) -> str:
-    return json.dumps(_finite(value), separators=(",", ":"), allow_nan=False)
+    return json.dumps(json_safe(value), separators=(",", ":"), allow_nan=False)
 
 
 # ---- Lua: the fenced writes -------------------------------------------------------------------------
@@ -572,13 +573,6 @@ class Records:
         start = "-" if after is None else "(" + check_stream_id(after)
         return [decode_event(i, f) for i, f in self.r.xrange(self.events_key(job_id), start, "+", count=limit)]
 
-    def wait_events(self, job_id: str, after: str | None = None, timeout_s: float = 15.0) -> list[dict]:
-        """Block up to ``timeout_s`` for events after ``after`` (None: only new ones); [] on timeout (send
-        a keep-alive and call again). Holds a connection while it waits."""
-        start = "$" if after is None else check_stream_id(after)
-        got = self.r.xread({self.events_key(job_id): start}, block=max(1, int(timeout_s * 1000)), count=1000)
-        return [decode_event(i, f) for _, entries in got for i, f in entries]
-
     # ---- metrics ----------------------------------------------------------------------------------
     def append_metrics(self, job_id: str, attempt_id: int, records: list[dict]) -> int:
         """Append records ``{"kind": "train" | "validation", "step": int, ...}`` in one call; records at
@@ -647,7 +641,7 @@ class MetricsWriter:
         self._add({"kind": "validation", "epoch": epoch, "step": step, "loss": loss, "accuracy": accuracy, **extra})
 
     def _add(self, record: dict) -> None:
-        self.buffer.append(_finite(record))
+        self.buffer.append(json_safe(record))
         if len(self.buffer) >= self.flush_every or time.monotonic() - self._last >= self.flush_s:
             self.flush()
 

@@ -81,7 +81,7 @@ from .build import (build_loss, build_model, build_optimizer, build_scheduler, c
                     steps_per_epoch)
 from .checkpoints import capture_state, latest_valid_checkpoint, restore_state, save_checkpoint
 from .datasets import DataSettings, DatasetError, load_dataset
-from .records import InvalidTransition, JobNotFound, Lease, LeaseLost, QuotaReached, Records
+from .records import InvalidTransition, JobNotFound, Lease, LeaseLost, QuotaReached, Records, json_safe
 from .settings import Settings
 from .spec import SpecError, SpecLimits, validate_spec
 from .store import Store, StoreError, validate_id
@@ -518,7 +518,7 @@ class _Attempt:
                    "final": {k: final_meta[k] for k in ("epoch", "step", "metrics")},
                    "best": {k: best_meta[k] for k in ("epoch", "step", "metrics")},
                    "files": {"final": weights_key(self.job_id), "best": best_weights_key(self.job_id)}}
-        self.store.put_bytes(weights_meta_key(self.job_id), json.dumps(_json_safe(sidecar), indent=1).encode())
+        self.store.put_bytes(weights_meta_key(self.job_id), json.dumps(json_safe(sidecar), indent=1).encode())
         result = {"metrics": final_metrics, "best": {"epoch": best.epoch, "step": best.step, "metrics": best.metrics},
                   "weights": {"final": weights_key(self.job_id), "final_bytes": n_final,
                               "best": best_weights_key(self.job_id), "best_bytes": n_best,
@@ -534,16 +534,6 @@ class _LostLease(Exception):
     pass
 
 
-def _json_safe(obj):
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if isinstance(obj, dict):
-        return {str(k): _json_safe(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_json_safe(v) for v in obj]
-    return obj
-
-
 def weights_bytes(state_dict: dict, metadata: dict) -> bytes:
     """A state_dict as ``engine.save`` writes it, with ``metadata`` (values JSON-encoded) added to the
     safetensors header next to the engine's own keys."""
@@ -554,7 +544,7 @@ def weights_bytes(state_dict: dict, metadata: dict) -> bytes:
     n = int.from_bytes(raw[:8], "little")
     own = json.loads(raw[8:8 + n]).get("__metadata__") or {}
     arrays = safetensors.numpy.load(raw)
-    extra = {k: json.dumps(_json_safe(v), allow_nan=False) for k, v in metadata.items()}
+    extra = {k: json.dumps(json_safe(v), allow_nan=False) for k, v in metadata.items()}
     clash = set(extra) & set(own)
     if clash:
         raise ValueError(f"weights metadata keys {sorted(clash)} are the engine's own")
