@@ -11,6 +11,19 @@ from engine import nn
 from engine.utils.data import DataLoader
 
 
+def loaders(data, batch_size: int) -> tuple[DataLoader, DataLoader]:
+    """Shuffled training windows (whole batches only) and the validation windows of a CharData."""
+    return (DataLoader(data.windows(data.train_ids), batch_size=batch_size, shuffle=True, drop_last=True),
+            DataLoader(data.windows(data.val_ids), batch_size=256))
+
+
+def one_cycle(optimizer, lr: float, epochs: int, steps_per_epoch: int, max_steps: int | None):
+    """A one-cycle schedule over ``epochs`` (or ``max_steps``, whichever is fewer); (scheduler, total steps)."""
+    total_steps = epochs * steps_per_epoch if max_steps is None else min(max_steps, epochs * steps_per_epoch)
+    return engine.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=total_steps,
+                                                pct_start=0.1), total_steps
+
+
 def sample_from(logits, temperature: float = 0.8):
     """One id per row of ``logits`` (N, V), drawn from softmax(logits / temperature) by inverting the
     cumulative distribution at a uniform draw."""

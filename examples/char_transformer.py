@@ -19,10 +19,9 @@ from pathlib import Path
 
 import engine
 from engine import nn
-from engine.utils.data import DataLoader
 
 from char_data import DATA, CharData  # examples/char_data.py, beside this script
-from char_train import fit, sample_from  # examples/char_train.py
+from char_train import fit, loaders, one_cycle, sample_from  # examples/char_train.py
 
 
 class CharTransformer(nn.Module):
@@ -71,14 +70,11 @@ def main(epochs: int = 8, seq_len: int = 64, batch_size: int = 32, lr: float = 2
     engine.manual_seed(seed)
     data = CharData(path, seq_len)
     entropy = data.unigram_entropy()
-    train_loader = DataLoader(data.windows(data.train_ids), batch_size=batch_size, shuffle=True, drop_last=True)
-    val_loader = DataLoader(data.windows(data.val_ids), batch_size=256)
+    train_loader, val_loader = loaders(data, batch_size)
 
     model = CharTransformer(data.vocab_size, seq_len, d_model, nhead, num_layers, dropout=dropout).to(device)
     optimizer = engine.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.99), weight_decay=weight_decay)
-    total_steps = epochs * len(train_loader) if max_steps is None else min(max_steps, epochs * len(train_loader))
-    scheduler = engine.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=total_steps,
-                                                     pct_start=0.1)
+    scheduler, total_steps = one_cycle(optimizer, lr, epochs, len(train_loader), max_steps)
     if verbose:
         print(f"{len(data.chars)} distinct characters, unigram entropy {entropy:.3f} nats; "
               f"{len(train_loader.dataset)} training windows of {seq_len}; "
