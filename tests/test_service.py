@@ -376,3 +376,26 @@ def test_a_job_cancelled_or_paused_while_queued_leaves_the_queue(service):
         assert c.post(f"/v1/jobs/{waiting[1]['id']}/resume").json()["status"] == "queued"
         assert gpu.count == before + 1
         c.post(f"/v1/jobs/{waiting[1]['id']}/cancel")
+
+
+def test_a_queued_job_whose_rq_message_vanished_is_enqueued_again(service):
+    """Redis lost the RQ job (or the enqueue never happened): the sweep notices once the record has been
+    queued ENQUEUE_GRACE_S and enqueues it again; the record keeps its id and status."""
+    from rq import Queue
+    from rq.serializers import JSONSerializer
+
+    from workers.records import Records
+    from workers.redis_server import connect
+    conn, records = rq_connection(service.redis_url), Records(connect(service.redis_url))
+    job = submit(service, {**iris(), "resources": {"device": "cuda"}})      # waits: no GPU worker here
+    gpu = Queue("gpu", connection=conn, serializer=JSONSerializer)
+    lost = records.get_job(job["id"])["rq_job"]
+    gpu.remove(lost)
+    conn.delete(f"rq:job:{lost}")
+    deadline = time.monotonic() + 60
+    while records.get_job(job["id"])["rq_job"] == lost:
+        assert time.monotonic() < deadline, "the lost RQ job was not replaced"
+        time.sleep(0.2)
+    again = records.get_job(job["id"])
+    assert again["status"] == "queued" and again["rq_job"] in gpu.job_ids
+    service.client().post(f"/v1/jobs/{job['id']}/cancel")

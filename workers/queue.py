@@ -107,13 +107,14 @@ def forget_worker(conn: redis.Redis, name: str) -> None:
         p.execute()
 
 
-def _rq_job_live(conn: redis.Redis, rq_id: str | None) -> bool:
-    if not rq_id:
-        return False
-    try:
-        return Job.fetch(rq_id, connection=conn, serializer=JSONSerializer).get_status() in _LIVE_RQ_STATES
-    except (NoSuchJobError, InvalidJobOperation, ValueError):   # ValueError: not an id RQ accepts
-        return False
+def _rq_jobs_live(conn: redis.Redis, rq_ids: list[str | None]) -> list[bool]:
+    """Whether each RQ job still exists in a state a worker will act on, in one round trip."""
+    with conn.pipeline(transaction=False) as p:
+        for rq_id in rq_ids:
+            p.hget(Job.key_for(rq_id or "-"), "status")
+        states = p.execute()
+    return [bool(rq_id) and state is not None and state.decode() in _LIVE_RQ_STATES
+            for rq_id, state in zip(rq_ids, states)]
 
 
 def discard(conn: redis.Redis, rq_id: str | None) -> None:
@@ -139,27 +140,30 @@ def _hard_stop(conn: redis.Redis, rq_id: str | None) -> None:
 def sweep(records: Records, conn: redis.Redis, settings: Settings, now: float | None = None) -> dict:
     """One pass over the active jobs (see the module docstring). Returns what it did:
     ``{"requeued": [...], "failed": [...], "cancelled": [...], "stopped": [...], "enqueued": [...]}``.
-    One job's trouble is logged and does not keep the sweep from the others."""
+    The records, and the RQ jobs of those queued a while, are read in one round trip each, so a long
+    queue costs the timer two calls, not two per job. One job's trouble is logged and does not keep the
+    sweep from the others."""
     now = time.time() if now is None else now
     done: dict[str, list[str]] = {"requeued": [], "failed": [], "cancelled": [], "stopped": [], "enqueued": []}
-    for job_id in records.active_jobs():
+    jobs = records.get_jobs(records.active_jobs())
+    waiting = [j for j in jobs if j["status"] == "queued" and now - j["updated_at"] > ENQUEUE_GRACE_S]
+    lost = {j["id"] for j, live in zip(waiting, _rq_jobs_live(conn, [j.get("rq_job") for j in waiting])) if not live}
+    for job in jobs:
         try:
-            what = _sweep_one(records, conn, settings, job_id, now)
+            what = _sweep_one(records, conn, settings, job, now, job["id"] in lost)
         except (redis.ConnectionError, redis.TimeoutError):
             raise
         except Exception:  # noqa: BLE001
-            log.exception("sweep: job %s", job_id)
+            log.exception("sweep: job %s", job["id"])
             continue
         if what:
-            done.setdefault(what, []).append(job_id)
+            done.setdefault(what, []).append(job["id"])
     return done
 
 
-def _sweep_one(records: Records, conn: redis.Redis, settings: Settings, job_id: str, now: float) -> str | None:
-    job = records.get_job(job_id)
-    if job is None:
-        return None
-    status, since = job["status"], now - job["status_transitions"][-1]["time"]
+def _sweep_one(records: Records, conn: redis.Redis, settings: Settings, job: dict, now: float,
+               rq_job_lost: bool) -> str | None:
+    job_id, status, since = job["id"], job["status"], now - job["status_transitions"][-1]["time"]
     if status in ("running", "cancelling") and not worker_alive(conn, job.get("worker")):
         try:
             to = records.interrupt(job_id, f"worker {job.get('worker')} died", attempt_id=job["lease"],
@@ -175,7 +179,7 @@ def _sweep_one(records: Records, conn: redis.Redis, settings: Settings, job_id: 
         log.warning("job %s: still running %.0f s after cancel; stopping its work process", job_id, since)
         _hard_stop(conn, job.get("rq_job"))
         return "stopped"
-    if status == "queued" and now - job["updated_at"] > ENQUEUE_GRACE_S and not _rq_job_live(conn, job.get("rq_job")):
+    if rq_job_lost:
         log.warning("job %s: queued but its RQ job %s is gone; enqueueing it again", job_id, job.get("rq_job"))
         enqueue(records, conn, job_id, settings)
         return "enqueued"

@@ -318,6 +318,13 @@ class Records:
         are under ``latest_metrics`` {"train": {...}, "validation": {...}}."""
         return decode_job(self.r.hgetall(self.job_key(job_id)), tenant)
 
+    def get_jobs(self, job_ids: list[str]) -> list[dict]:
+        """The records of ``job_ids`` in one round trip (those that no longer exist left out)."""
+        with self.r.pipeline(transaction=False) as p:
+            for job_id in job_ids:
+                p.hgetall(self.job_key(job_id))
+            return [job for job in map(decode_job, p.execute()) if job is not None]
+
     def update_job(self, job_id: str, *, attempt_id: int | None = None, **fields: Any) -> None:
         """Set plain fields: ``phase``, ``progress`` (epoch, step, total_steps, samples_per_s, eta_s),
         ``meta``, ``result``, ... With ``attempt_id``, only while that attempt holds the lease."""
