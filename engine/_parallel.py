@@ -8,6 +8,7 @@ than it saves, and so does everything on CuPy.
 """
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import os
 import threading
@@ -77,6 +78,46 @@ def parallel_for(n: int, fn, per_item: int = 1) -> None:
             fn(bounds[i], bounds[i + 1])
         else:
             f.result()
+
+
+_blas = None  # threadpoolctl's controllers of the BLAS libraries loaded (looked up on first use)
+_blas_lock = threading.Lock()
+_blas_users = 0
+
+
+@contextlib.contextmanager
+def _one_blas_thread():
+    """BLAS on one thread while the block runs (nested and concurrent blocks share the setting)."""
+    global _blas, _blas_users
+    with _blas_lock:
+        if _blas is None:
+            from threadpoolctl import ThreadpoolController
+            _blas = [(c, c.num_threads) for c in ThreadpoolController().select(user_api="blas").lib_controllers]
+        if _blas_users == 0:
+            _blas = [(c, c.num_threads) for c, _ in _blas]
+            for c, _ in _blas:
+                c.set_num_threads(1)
+        _blas_users += 1
+    try:
+        yield
+    finally:
+        with _blas_lock:
+            _blas_users -= 1
+            if _blas_users == 0:
+                for c, n in _blas:
+                    c.set_num_threads(n)
+
+
+def gemm_blocks(xp, n: int, fn) -> None:
+    """``fn(start, stop)`` over ranges of ``n`` independent blocks of work that run their own GEMMs:
+    one range per thread, with BLAS on one thread meanwhile (a pool of BLAS threads beside the
+    engine's, on the same cores, only gets in the way, and small GEMMs split badly). One ``fn(0, n)``
+    on CuPy, with one thread, or inside a worker."""
+    if xp is not _np or min(_threads, n) <= 1 or getattr(_local, "worker", False):
+        fn(0, n)
+        return
+    with _one_blas_thread():
+        parallel_for(n, fn, per_item=GRAIN)
 
 
 def split(xp, n: int, fn, per_item: int = 1) -> None:

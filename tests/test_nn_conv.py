@@ -10,6 +10,7 @@ import engine
 import engine.nn as nn
 import engine.nn.functional as F
 from engine.autograd import gradcheck, gradgradcheck
+from engine.ops import conv as conv_ops
 
 torch = pytest.importorskip("torch")
 TF = torch.nn.functional
@@ -152,6 +153,14 @@ def test_conv_gradcheck_and_double_backward():
     convt = lambda x, w, b: F.conv_transpose2d(x, w, b, stride=2, padding=1, output_padding=1)  # noqa: E731
     assert gradcheck(convt, (xt, wt, bt))
     assert gradgradcheck(convt, (xt, wt, bt))
+    # stride 1 takes the row-columns path (engine/ops/conv.py, _Rows): 'same' with an even, dilated kernel
+    # pads unevenly; several blocks of samples
+    xs, ws, bs = leaf(3, 4, 5, 6, seed=3), leaf(2, 2, 2, 3, seed=4), leaf(2, seed=5)
+    same = lambda x, w, b: F.conv2d(x, w, b, padding="same", dilation=(2, 1), groups=2)  # noqa: E731
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(conv_ops, "ROW_BLOCK", 100)
+        assert gradcheck(same, (xs, ws, bs))
+        assert gradgradcheck(same, (xs, ws, bs))
     x1, w1 = leaf(2, 2, 7), leaf(3, 2, 3, seed=1)
     assert gradcheck(lambda x, w: F.conv1d(x, w, stride=2, padding="valid", dilation=2), (x1, w1))
     assert gradcheck(lambda x, w: F.conv1d(x, w, padding="same"), (x1, w1))

@@ -91,6 +91,31 @@ def test_pooling_split_over_samples(small_grain, pool):
     assert np.array_equal(y1, y3) and np.array_equal(g1, g3)
 
 
+@pytest.mark.parametrize("kwargs", [dict(padding=1), dict(stride=2, padding=1), dict(padding="same", groups=2)])
+def test_convolution_blocks_split_over_threads(small_grain, monkeypatch, kwargs):
+    """Blocks of samples go to the threads, each running its own GEMMs with BLAS on one thread (restored
+    after); the weight gradient adds the blocks' sums in block order, so the bits match one thread's."""
+    from engine.ops import conv
+    from threadpoolctl import threadpool_info
+    monkeypatch.setattr(conv, "BLOCK", 40)
+    monkeypatch.setattr(conv, "ROW_BLOCK", 70)  # one or two samples per block: 7 blocks or more
+
+    def run():
+        rng = np.random.default_rng(0)
+        x = engine.tensor(rng.standard_normal((7, 4, 6, 5)).astype(np.float32), requires_grad=True)
+        w = engine.tensor(rng.standard_normal((6, 4 // kwargs.get("groups", 1), 3, 3)).astype(np.float32),
+                          requires_grad=True)
+        y = engine.nn.functional.conv2d(x, w, **kwargs)
+        y.backward(engine.tensor(rng.standard_normal(y.shape).astype(np.float32)))
+        return y.detach().numpy(), x.grad.numpy(), w.grad.numpy()
+
+    blas = [lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"]
+    one, three = _run(1, run), _run(3, run)
+    for a, b in zip(one, three):
+        assert np.array_equal(a, b)
+    assert [lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"] == blas
+
+
 def test_split_passes_keep_the_callers_quiet_error_state(small_grain):
     engine.set_num_threads(3)
     a = engine.tensor(np.full((6, 50), np.inf, dtype=np.float32))
