@@ -2,6 +2,7 @@
 with PyTorch's names. ``import engine`` and write what you would write with ``torch``."""
 from __future__ import annotations
 
+from . import _memory  # noqa: F401  (keeps freed host memory for reuse: see its docstring)
 from . import dtypes as _dtypes
 from .dtypes import (bool_ as bool, dtype, float16, float32, float64, get_default_dtype, int8, int16, int32,
                      int64, promote_types, set_default_dtype, uint8)

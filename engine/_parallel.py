@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import math
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -165,6 +166,28 @@ def map_chunks(xp, fn, *arrays, chunk: int | None = -1) -> None:
             fn(*(None if a is None else a[s:e] for a in flat))
 
     parallel_for(n, run)
+
+
+def map_rows(xp, fn, *arrays, lead: int) -> None:
+    """``fn(*pieces)`` over pieces of rows: the arrays' first ``lead`` dims (the same in each) are the
+    rows, the rest of each array is what one row holds (it may differ between arrays: a softmax's
+    scores and their row maxima). Pieces of whole rows, about CHUNK elements of the first array, are
+    spread over the threads, so that a kernel of several passes (a softmax, a layer norm) makes them
+    in cache. Once on the whole arrays on CuPy or when one is not C-contiguous, so ``fn`` must work
+    on any leading shape (reduce over trailing axes)."""
+    if xp is not _np or any(not a.flags.c_contiguous for a in arrays):
+        fn(*arrays)
+        return
+    n = math.prod(arrays[0].shape[:lead])
+    views = [a.reshape((n,) + a.shape[lead:]) for a in arrays]
+    per_row = views[0][0].size if n else 1
+    step = max(1, CHUNK // max(per_row, 1))
+
+    def run(start, stop):
+        for s in range(start, stop, step):
+            fn(*(v[s:min(s + step, stop)] for v in views))
+
+    parallel_for(n, run, per_item=per_row)
 
 
 def ufunc(xp, f, *args, out=None, **kwargs):

@@ -116,6 +116,29 @@ def test_convolution_blocks_split_over_threads(small_grain, monkeypatch, kwargs)
     assert [lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"] == blas
 
 
+def _masked_row():
+    mask = np.ones((3, 1, 6, 6), dtype=bool)
+    mask[1, 0, 2] = False  # a query with nothing to attend to: zeros
+    return engine.tensor(mask)
+
+
+@pytest.mark.parametrize("fn", [lambda x: engine.softmax(x, -1), lambda x: engine.softmax(x, 2),
+                                lambda x: engine.nn.functional.scaled_dot_product_attention(x, x, x, is_causal=True),
+                                lambda x: engine.nn.functional.scaled_dot_product_attention(
+                                    x, x, x, attn_mask=_masked_row())])
+def test_softmax_rows_split(small_grain, fn):
+    """Softmax, its gradient and attention run on pieces of whole rows (or (L, S) matrices) per thread."""
+    def run():
+        x = engine.tensor(np.random.default_rng(0).standard_normal((3, 2, 6, 6)).astype(np.float32),
+                          requires_grad=True)
+        y = fn(x)
+        y.backward(engine.tensor(np.random.default_rng(1).standard_normal(y.shape).astype(np.float32)))
+        return y.detach().numpy(), x.grad.numpy()
+
+    (y1, g1), (y3, g3) = _run(1, run), _run(3, run)
+    assert np.array_equal(y1, y3) and np.array_equal(g1, g3)
+
+
 def test_split_passes_keep_the_callers_quiet_error_state(small_grain):
     engine.set_num_threads(3)
     a = engine.tensor(np.full((6, 50), np.inf, dtype=np.float32))

@@ -340,14 +340,22 @@ class Softmax(Op):
     save_output = True
 
     def forward(self, x):
-        xp = self.xp
-        with ieee(xp):  # a row of only -inf is nan, quietly (as in PyTorch)
-            # shifted by the row max (array methods: numpy's module functions add ~2 us of dispatch);
-            # a row whose max is not finite (all -inf, or with +inf or nan) is nan either way
-            e = xp.subtract(x, x.max(axis=self.dim, keepdims=True))
-            xp.exp(e, out=e)
-            e /= e.sum(axis=self.dim, keepdims=True)
-            return e
+        xp, dim = self.xp, self.dim
+
+        def kernel(x, e, axis=-1):
+            with ieee(xp):  # a row of only -inf is nan, quietly (as in PyTorch)
+                # shifted by the row max (array methods: numpy's module functions add ~2 us of dispatch);
+                # a row whose max is not finite (all -inf, or with +inf or nan) is nan either way
+                xp.subtract(x, x.max(axis=axis, keepdims=True), out=e)
+                xp.exp(e, out=e)
+                e /= e.sum(axis=axis, keepdims=True)
+
+        e = xp.empty_like(x)
+        if x.ndim and dim % x.ndim == x.ndim - 1:  # rows in cache-sized pieces, over the threads
+            _parallel.map_rows(xp, kernel, x, e, lead=x.ndim - 1)
+        else:
+            kernel(x, e, dim)
+        return e
 
     def backward(self, g):
         return SoftmaxGrad.apply(g, self.output, dim=self.dim)
@@ -358,8 +366,18 @@ class SoftmaxGrad(Op):
     save_inputs = True
 
     def forward(self, g, y):
-        out = g * y
-        out -= y * out.sum(axis=self.dim, keepdims=True)
+        xp, dim = self.xp, self.dim
+
+        def kernel(g, y, out, axis=-1):
+            xp.multiply(g, y, out=out)
+            xp.subtract(g, out.sum(axis=axis, keepdims=True), out=out)
+            out *= y
+
+        out = xp.empty(xp.broadcast_shapes(g.shape, y.shape), dtype=xp.result_type(g, y))
+        if g.shape == y.shape and y.ndim and dim % y.ndim == y.ndim - 1:  # rows in pieces, as Softmax
+            _parallel.map_rows(xp, kernel, g, y, out, lead=y.ndim - 1)
+        else:
+            kernel(g, y, out, dim)
         return out
 
     def backward(self, gg):

@@ -29,20 +29,31 @@ class AttentionWeights(Op):
     save_output = True
 
     def forward(self, q, k, mask):
-        xp, ufunc = self.xp, _parallel.ufunc  # the in-place passes over the scores split over threads
+        xp, scale, safe = self.xp, self.scale, self.safe
         s = xp.matmul(q, xp.swapaxes(k, -1, -2))
-        ufunc(xp, xp.multiply, s, s.dtype.type(self.scale), out=s)
-        if mask is not None:
-            ufunc(xp, xp.add, s, mask, out=s)
-        m = _parallel.reduce(xp, s, "max", -1, keepdims=True)
-        with ieee(xp):  # -inf scores are answers, not warnings
-            # a row of -inf stays -inf, so its entries exp to 0
-            ufunc(xp, xp.subtract, s, xp.where(xp.isfinite(m), m, 0), out=s)
-            ufunc(xp, xp.exp, s, out=s)
-            den = _parallel.reduce(xp, s, "sum", -1, keepdims=True)
-            if self.safe:
-                den[den == 0] = 1  # only a row of all -inf sums to 0 (its max entry gives exp(0) = 1)
-            ufunc(xp, xp.true_divide, s, den, out=s)
+        # a mask of the scores' last two dims goes with each piece of whole (L, S) matrices; any other
+        # is added in one pass first
+        per_matrix = mask is None or mask.ndim <= 2
+        if not per_matrix:
+            _parallel.ufunc(xp, xp.multiply, s, s.dtype.type(scale), out=s)
+            _parallel.ufunc(xp, xp.add, s, mask, out=s)
+
+        def kernel(s):
+            if per_matrix:
+                s *= s.dtype.type(scale)
+                if mask is not None:
+                    s += mask
+            m = s.max(axis=-1, keepdims=True)
+            with ieee(xp):  # -inf scores are answers, not warnings
+                # a row of -inf stays -inf, so its entries exp to 0
+                s -= xp.where(xp.isfinite(m), m, 0)
+                xp.exp(s, out=s)
+                den = s.sum(axis=-1, keepdims=True)
+                if safe:
+                    den[den == 0] = 1  # only a row of all -inf sums to 0 (its max entry gives exp(0) = 1)
+                s /= den
+
+        _parallel.map_rows(xp, kernel, s, lead=s.ndim - 2)  # pieces of whole matrices, over the threads
         return s
 
     def backward(self, g):
