@@ -481,6 +481,9 @@ def main():
           f"{', synchronised' if args.device == 'cuda' else ''})")
     print("# W3 uses dropout 0.0 (so both frameworks compute the same thing); W4's loss is the sum of the "
           "final h only")
+    print("# host malloc: " + ("freed memory kept for reuse (the engine's default, engine/_memory.py; one process, "
+                               "so PyTorch runs with it too)" if engine._memory.KEPT else
+                               "glibc's defaults (ENGINE_KEEP_FREED_MEMORY=0)"))
     print()
 
     results = []
