@@ -125,9 +125,11 @@ def _masked_row():
 @pytest.mark.parametrize("fn", [lambda x: engine.softmax(x, -1), lambda x: engine.softmax(x, 2),
                                 lambda x: engine.nn.functional.scaled_dot_product_attention(x, x, x, is_causal=True),
                                 lambda x: engine.nn.functional.scaled_dot_product_attention(
-                                    x, x, x, attn_mask=_masked_row())])
-def test_softmax_rows_split(small_grain, fn):
-    """Softmax, its gradient and attention run on pieces of whole rows (or (L, S) matrices) per thread."""
+                                    x, x, x, attn_mask=_masked_row()),
+                                lambda x: engine.nn.functional.layer_norm(x, (6,), x[0, 0, 0] + 1, x[1, 1, 1])])
+def test_rows_split(small_grain, fn):
+    """Softmax, its gradient, attention and layer norm run on pieces of whole rows (or (L, S) matrices)
+    per thread."""
     def run():
         x = engine.tensor(np.random.default_rng(0).standard_normal((3, 2, 6, 6)).astype(np.float32),
                           requires_grad=True)
