@@ -1,10 +1,12 @@
 """The web dashboard in a real headless Chromium (Debian's, at /usr/bin/chromium; `make test` installs it),
 driven by Playwright, against the live service: the key from ?api_key=, the job list, a job's page with
-its curves drawn and growing from the live event stream without a reload, its checkpoints, and the
-cancel button. Also the server-drawn loss curve, /metrics.svg and /metrics.png. Screenshots go to
+its curves drawn and growing from the live event stream without a reload, its checkpoints, the cancel,
+pause and resume buttons (and the API's error when one is refused), the list's "Load more" pages. Also the server-drawn loss curve, /metrics.svg and /metrics.png. Screenshots go to
 tests/artifacts/ (not committed)."""
 import copy
+import json
 import os
+import re
 import struct
 import time
 import xml.etree.ElementTree as ET
@@ -148,6 +150,69 @@ def test_a_running_job_is_drawn_live_and_cancelled_from_its_page(service, page):
     assert not page.locator("#cancel").is_visible()
     assert service.wait_for(job["id"])["status"] == "cancelled"
     shot(page, "dashboard-job-cancelled.png")
+
+
+def test_a_running_job_is_paused_and_resumed_from_its_page(service, page):
+    from playwright.sync_api import expect
+    job = submit(service, iris("iris-pause", epochs=5000, checkpoint_every_epochs=20))
+    page.goto(f"{service.url}/#/jobs/{job['id']}?api_key={KEYS['t1']}")
+    status = page.locator("#job-status .badge")
+    expect(status).to_have_attribute("data-status", "running", timeout=60_000)
+    wait_js(page, "Number(document.getElementById('loss-chart').dataset.points) > 20")
+    pause = page.get_by_role("button", name="Pause", exact=True)
+
+    # a refusal (the API's 4xx error shape; made up here, as a real one needs a race) is shown, and the
+    # job stays as it was
+    made_up = {"error": {"code": "invalid_state", "message": "made-up refusal for the test", "param": "job_id"}}
+    page.route("**/v1/jobs/*/pause", lambda route: route.fulfill(status=409, content_type="application/json",
+                                                                  body=json.dumps(made_up)))
+    pause.click()
+    expect(page.locator(".alert")).to_have_text("invalid_state: made-up refusal for the test")
+    expect(status).to_have_attribute("data-status", "running")
+    page.unroute("**/v1/jobs/*/pause")
+
+    pause.click()                                    # at its next step, with a checkpoint
+    expect(status).to_have_attribute("data-status", "paused", timeout=60_000)
+    expect(page.locator(".alert")).to_have_count(0)  # the refusal went with the next click
+    page.locator("#events li[data-type=paused]").wait_for()
+    assert service.wait_for(job["id"], until=lambda j: j["status"] != "running")["status"] == "paused"
+    expect(pause).to_have_count(0)
+    expect(page.locator("#cancel")).to_be_visible()  # a paused job can still be cancelled
+    shot(page, "dashboard-job-paused.png")
+
+    page.get_by_role("button", name="Resume", exact=True).click()
+    expect(status).to_have_attribute("data-status", re.compile(r"^(queued|running|succeeded)$"), timeout=60_000)
+    expect(page.locator("#resume")).to_have_count(0)
+    expect(pause).to_be_focused()                    # the keyboard's focus stays where Resume was
+    with service.client() as c:                      # free the worker for the next tests
+        assert c.post(f"/v1/jobs/{job['id']}/cancel").status_code == 200
+    assert service.wait_for(job["id"])["status"] == "cancelled"
+
+
+def test_the_list_loads_more_pages(service, page):
+    """?page_size=2: the list shows the newest 2 jobs; Load more appends the next page (by the cursor)
+    until there is none, and a refresh keeps what was loaded (a new job is added on top, none drops off).
+    Tenant t3's jobs only, so the list holds just these."""
+    from playwright.sync_api import expect
+    for i in range(5):
+        submit(service, iris(f"page-{i}", epochs=1), tenant="t3")
+    page.goto(f"{service.url}/?page_size=2&api_key={KEYS['t3']}")
+    names = page.locator("tr.job-row a.job-name")
+    more = page.get_by_role("button", name="Load more")
+    expect(names).to_have_text(["page-4", "page-3"])
+    expect(page.locator(".page-head .muted")).to_contain_text("2+ jobs")
+    more.click()
+    expect(names).to_have_text(["page-4", "page-3", "page-2", "page-1"])
+    expect(more).to_be_visible()
+    more.click()
+    expect(names).to_have_text(["page-4", "page-3", "page-2", "page-1", "page-0"])
+    expect(more).to_be_hidden()
+    expect(page.locator(".page-head .muted")).to_contain_text("5 jobs")
+    shot(page, "dashboard-list-paged.png")
+
+    submit(service, iris("page-5", epochs=1), tenant="t3")
+    expect(names).to_have_text(["page-5", "page-4", "page-3", "page-2", "page-1", "page-0"], timeout=30_000)
+    expect(more).to_be_hidden()
 
 
 def test_the_key_form_and_another_tenant(service, finished, page):

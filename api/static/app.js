@@ -6,6 +6,7 @@ import { LineChart, fmt } from "./chart.js";
 
 const TERMINAL = new Set(["succeeded", "failed", "cancelled"]);
 const CANCELLABLE = new Set(["queued", "running", "paused"]);
+const PAUSABLE = new Set(["queued", "running"]);
 const COLORS = { train: "#2563eb", trainRaw: "#93b4f5", validation: "#ea580c", accuracy: "#059669" };
 const main = document.getElementById("main");
 let view = null;                 // the view on screen; its stop() is called when the route changes
@@ -127,7 +128,31 @@ function handleAuth(err) {
 }
 
 // ---- the job list --------------------------------------------------------------------------------
+const MAX_PAGE = 100;            // the most GET /v1/jobs gives in one page
+
+// Jobs per page: 100, or ?page_size=N in the address (/?page_size=N or #/?page_size=N), 1 to 100.
+function pageSize() {
+  const fromHash = new URLSearchParams(location.hash.split("?")[1] || "").get("page_size");
+  const n = Number(fromHash || new URLSearchParams(location.search).get("page_size"));
+  return Number.isInteger(n) && n >= 1 ? Math.min(n, MAX_PAGE) : MAX_PAGE;
+}
+
+function listPath(limit, after) {
+  return `/v1/jobs?limit=${limit}${after ? `&after=${encodeURIComponent(after)}` : ""}`;
+}
+
+// Where a fresh list (newest first) ends so that it reaches down to `oldest`, the last row on screen:
+// just past it, or (deleted meanwhile) past the last job newer than it. -1: not reached yet.
+function endAt(jobs, oldest) {
+  for (let i = 0; i < jobs.length; i++) {
+    if (jobs[i].id === oldest.id) return i + 1;
+    if (jobs[i].created_at < oldest.created_at) return i;
+  }
+  return -1;
+}
+
 function listView() {
+  const size = pageSize();
   const body = h("tbody");
   const summary = h("span", { class: "muted" });
   const table = h("table", { class: "jobs" },
@@ -138,26 +163,95 @@ function listView() {
     h("p", { class: "muted" }, "Submit one with ", h("code", { text: "fita submit configs/iris.yaml" }), " or ",
       h("code", { text: "POST /v1/jobs" }), "; it appears here."));
   const error = h("div");
+  const more = h("button", { type: "button", id: "load-more", onclick: () => clickMore(), text: "Load more" });
+  const moreError = h("div");
+  const moreBar = h("div", { class: "load-more", hidden: true }, moreError, more);
   main.replaceChildren(h("section", { class: "page" },
     h("div", { class: "page-head" }, h("h1", { text: "Jobs" }), summary),
-    error, h("div", { class: "card flush" }, table, empty)));
+    error, h("div", { class: "card flush" }, table, empty, moreBar)));
 
-  let timer = null, stopped = false;
+  let jobs = [], hasMore = false, timer = null, stopped = false, loading = false;
+  // a refresh and a "Load more" never overlap: the one that ended later would undo the other's rows
+  // (a failed step is still reported as the page's error, and the queue goes on)
+  let queue = Promise.resolve();
+  const serial = (fn) => { const run = queue.then(fn); queue = run.catch(() => {}); return run; };
+
+  function render() {
+    // the rows are drawn anew each time: the keyboard's focus stays on the same job's link
+    const focused = document.activeElement?.closest?.("tr.job-row")?.dataset.jobId;
+    body.replaceChildren(...jobs.map(row));
+    if (focused) body.querySelector(`tr[data-job-id="${CSS.escape(focused)}"] a`)?.focus();
+    empty.hidden = jobs.length > 0;
+    table.hidden = jobs.length === 0;
+    moreBar.hidden = !hasMore;
+    const active = jobs.filter((j) => !TERMINAL.has(j.status)).length;
+    summary.textContent = `${jobs.length}${hasMore ? "+" : ""} job${jobs.length === 1 ? "" : "s"} · ${active} active · refreshed ${new Date().toLocaleTimeString()}`;
+  }
+
+  // The newest page, or after "Load more" every job down to the oldest row on screen (in as few
+  // requests as the API's page limit allows), so a refresh keeps the pages loaded; jobs submitted
+  // meanwhile are added on top rather than pushing rows off the bottom.
+  async function fetchList() {
+    const oldest = jobs.length > size ? jobs[jobs.length - 1] : null;
+    const fresh = [];
+    let left = true;
+    while (left) {
+      const want = oldest ? Math.max(size, jobs.length - fresh.length) : size - fresh.length;
+      const page = await api.get(listPath(Math.min(MAX_PAGE, want), fresh.at(-1)?.id));
+      fresh.push(...page.data);
+      left = page.has_more && page.data.length > 0;
+      const end = oldest ? endAt(fresh, oldest) : fresh.length >= size ? size : -1;
+      if (end >= 0) return { data: fresh.slice(0, Math.max(end, Math.min(size, fresh.length))), hasMore: left || end < fresh.length };
+    }
+    return { data: fresh, hasMore: false };
+  }
+
   async function refresh() {
+    clearTimeout(timer);
+    if (stopped) return;
     try {
-      const list = await api.get("/v1/jobs?limit=100");
+      const list = await fetchList();
       if (stopped) return;
       error.replaceChildren();
-      body.replaceChildren(...list.data.map(row));
-      empty.hidden = list.data.length > 0;
-      table.hidden = list.data.length === 0;
-      const active = list.data.filter((j) => !TERMINAL.has(j.status)).length;
-      summary.textContent = `${list.data.length}${list.has_more ? "+" : ""} job${list.data.length === 1 ? "" : "s"} · ${active} active · refreshed ${new Date().toLocaleTimeString()}`;
+      ({ data: jobs, hasMore } = list);
+      render();
     } catch (err) {
       if (handleAuth(err)) return;
       error.replaceChildren(errorBox(err));
     }
-    if (!stopped) timer = setTimeout(refresh, 2000);
+    if (!stopped) timer = setTimeout(() => serial(refresh), 2000);
+  }
+
+  function clickMore() {
+    if (loading) return;                                 // a double click loads one page
+    loading = true;
+    more.setAttribute("aria-disabled", "true");          // (not disabled: the keyboard's focus stays on it)
+    more.textContent = "Loading…";
+    moreError.replaceChildren();
+    serial(loadMore);
+  }
+
+  // the page after the last row, by its cursor; appended
+  async function loadMore() {
+    try {
+      if (stopped || !jobs.length) return;
+      const page = await api.get(listPath(size, jobs[jobs.length - 1].id));
+      if (stopped) return;
+      const hadFocus = document.activeElement === more;
+      jobs.push(...page.data);
+      hasMore = page.has_more;
+      render();
+      // the button is gone at the end of the list: the keyboard's focus goes on to the first new job
+      if (hadFocus && !hasMore && page.data.length) body.querySelector(`tr[data-job-id="${CSS.escape(page.data[0].id)}"] a`)?.focus();
+    } catch (err) {
+      if (handleAuth(err)) return;
+      // e.g. invalid_cursor: the last row was deleted meanwhile (the next refresh shows the list without it)
+      moreError.replaceChildren(errorBox(err));
+    } finally {
+      loading = false;
+      more.removeAttribute("aria-disabled");
+      more.textContent = "Load more";
+    }
   }
 
   function row(job) {
@@ -173,7 +267,7 @@ function listView() {
       h("td", { class: "num" }, best ? [h("span", { class: "muted small", text: `${best.label} ` }), h("b", { text: best.value })] : "–"));
   }
 
-  refresh();
+  serial(refresh);
   return { stop() { stopped = true; clearTimeout(timer); } };
 }
 
@@ -182,7 +276,8 @@ function jobView(id) {
   const base = `/v1/jobs/${encodeURIComponent(id)}`;
   const abort = new AbortController();
   const s = { job: null, train: [], val: [], acc: [], lastTrain: -1, lastVal: -1, lastEventId: null,
-              stopped: false, busy: false, again: false, timer: null, pending: new Set() };
+              stopped: false, busy: false, again: false, timer: null, pending: new Set(),
+              acting: false, pausing: false, actionError: null };
 
   // the page's parts, filled in as data comes
   const title = h("h1", { class: "job-title" });
@@ -249,23 +344,33 @@ function jobView(id) {
     idLine.textContent = `${job.id} · ${job.queue || "–"} queue${job.worker ? ` · ${job.worker}` : ""}${job.restarts ? ` · ${job.restarts} restart(s)` : ""}`;
     live.hidden = TERMINAL.has(job.status);
 
+    // data-slot: the buttons are drawn anew at each update; the keyboard's focus stays in its slot
+    // (Pause, Pausing… and Resume share one; Pausing… is aria-disabled, not disabled, to keep it)
     const btns = [];
     if (job.status === "succeeded") {
-      btns.push(h("button", { onclick: () => dl(`${base}/weights`, `${job.id}-final.safetensors`), text: "Download weights" }));
-      btns.push(h("button", { onclick: () => dl(`${base}/weights?which=best`, `${job.id}-best.safetensors`), text: "Best weights" }));
+      btns.push(h("button", { "data-slot": "weights", onclick: () => dl(`${base}/weights`, `${job.id}-final.safetensors`), text: "Download weights" }));
+      btns.push(h("button", { "data-slot": "best", onclick: () => dl(`${base}/weights?which=best`, `${job.id}-best.safetensors`), text: "Best weights" }));
     }
-    btns.push(h("button", { onclick: () => dl(`${base}/metrics.svg`, `${job.id}-loss.svg`), text: "Chart SVG" }));
-    if (CANCELLABLE.has(job.status)) btns.push(h("button", { class: "danger", id: "cancel", onclick: cancel, text: "Cancel job" }));
-    if (job.status === "cancelling") btns.push(h("button", { class: "danger", disabled: true, text: "Cancelling…" }));
+    btns.push(h("button", { "data-slot": "svg", onclick: () => dl(`${base}/metrics.svg`, `${job.id}-loss.svg`), text: "Chart SVG" }));
+    // a running job pauses at its next step (with a checkpoint): until then its status stays running
+    if (job.status !== "running") s.pausing = false;
+    if (s.pausing) btns.push(h("button", { "data-slot": "pause", "aria-disabled": "true", text: "Pausing…" }));
+    else if (PAUSABLE.has(job.status)) btns.push(h("button", { "data-slot": "pause", id: "pause", onclick: () => control("pause"), text: "Pause" }));
+    if (job.status === "paused") btns.push(h("button", { "data-slot": "pause", class: "primary", id: "resume", onclick: () => control("resume"), text: "Resume" }));
+    if (CANCELLABLE.has(job.status)) btns.push(h("button", { "data-slot": "cancel", class: "danger", id: "cancel", onclick: cancel, text: "Cancel job" }));
+    if (job.status === "cancelling") btns.push(h("button", { "data-slot": "cancel", class: "danger", "aria-disabled": "true", text: "Cancelling…" }));
+    const slot = actions.contains(document.activeElement) ? document.activeElement.dataset.slot : null;
     actions.replaceChildren(...btns);
+    if (slot) actions.querySelector(`[data-slot="${slot}"]`)?.focus();
 
-    alert.replaceChildren(job.error ? errorBox(job.error) : "");
+    // the job's own error, and what the API said to the last click (kept until the next one)
+    alert.replaceChildren(job.error ? errorBox(job.error) : "", s.actionError ? errorBox(s.actionError) : "");
     const p = job.progress || {};
     progress.replaceChildren(
       h("div", { class: "progress-head" }, h("b", { text: stepText(job) || job.status }),
         h("span", { class: "muted" }, job.phase && !TERMINAL.has(job.status) ? `${job.phase.replace("_", " ")} · ` : "",
           p.samples_per_s ? `${fmt(Math.round(p.samples_per_s))} samples/s · ` : "",
-          !TERMINAL.has(job.status) && p.eta_s !== null && p.eta_s !== undefined ? `ETA ${duration(p.eta_s)} · ` : "",
+          !TERMINAL.has(job.status) && job.status !== "paused" && p.eta_s !== null && p.eta_s !== undefined ? `ETA ${duration(p.eta_s)} · ` : "",
           `ran ${duration(jobDuration(job))}`)),
       progressBar(job));
 
@@ -284,17 +389,32 @@ function jobView(id) {
   }
 
   async function dl(path, name) {
-    try { await api.download(path, name); } catch (err) { if (!handleAuth(err)) alert.replaceChildren(errorBox(err)); }
+    s.actionError = null;
+    try { await api.download(path, name); } catch (err) { if (!handleAuth(err)) s.actionError = err; }
+    if (!s.stopped) renderJob();
   }
 
-  async function cancel() {
-    if (!confirm(`Cancel job ${s.job.name || id}? Its checkpoints are kept.`)) return;
+  // cancel, pause or resume: the API answers with the job as it is now (the events and the poll show
+  // what follows); an error (e.g. 409 invalid_state: it changed meanwhile) is shown above the progress
+  async function control(action) {
+    if (s.acting) return;             // one at a time (a double click)
+    s.acting = true;
+    s.actionError = null;
+    renderJob();
     try {
-      s.job = await api.post(`${base}/cancel`);
-      renderJob();
+      s.job = await api.post(`${base}/${action}`);
+      if (action === "pause" && s.job.status === "running") s.pausing = true;
     } catch (err) {
-      if (!handleAuth(err)) alert.replaceChildren(errorBox(err));
+      if (handleAuth(err)) return;
+      s.actionError = err;
+    } finally {
+      s.acting = false;
     }
+    if (!s.stopped) renderJob();
+  }
+
+  function cancel() {
+    if (confirm(`Cancel job ${s.job.name || id}? Its checkpoints are kept.`)) control("cancel");
   }
 
   // the curves since the last rows seen (inclusive: a validation row is written after its step's train row)
