@@ -212,6 +212,13 @@ def test_dockerfile_installs_the_package_without_dev_extras():
     assert re.search(r"pip install[^;]*\.\[\$\{?EXTRAS\}?\]", runs)    # pyproject's extras, cuda for GPU
 
 
+def test_dockerfile_builds_the_engine_kernels():
+    """setup.py builds engine/_kernels.c optionally; the image must have them, so its build checks."""
+    runs = " ".join(instructions("RUN"))
+    assert runs.index("install -y --no-install-recommends gcc") < runs.index("pip install -e")
+    assert "n.ready" in runs
+
+
 def test_dockerfile_runs_as_a_non_root_user():
     users = instructions("USER")
     assert users and users[-1] not in ("root", "0", "0:0")
@@ -245,7 +252,7 @@ def test_dockerignore_keeps_the_context_small():
              if l.strip() and not l.startswith("#")]
     assert lines[0] == "*"                       # an allow-list
     allowed = {l[1:] for l in lines if l.startswith("!")}
-    assert {"pyproject.toml", "engine", "workers", "api", "data", "configs"} <= allowed
+    assert {"pyproject.toml", "setup.py", "engine", "workers", "api", "data", "configs"} <= allowed
     assert not allowed & {".venv", ".git", "tests", ".fita"}
     # every package pyproject.toml installs is in the image (the `fita` console script lives in fita/)
     packages = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]["find"]["include"]

@@ -8,7 +8,7 @@ import operator
 from .. import dtypes
 from ..autograd.graph import Op
 from ..tensor import Tensor
-from .. import _parallel
+from .. import _native, _parallel
 from ._util import bind, float_operand, ieee, is_scalar, keep_where, operands, sum_to
 
 
@@ -566,6 +566,9 @@ class ReluGrad(Op):
     def forward(self, g, y):
         xp = self.xp
         out = xp.empty_like(g)
+        if g.shape == y.shape and _native.usable(xp, g, y):
+            _native.relu_grad(g, y, out)
+            return out
         # not y > 0: nan passes the gradient
         _parallel.map_chunks(xp, lambda g, y, out: keep_where(xp, g, y <= 0, out), g, y, out, chunk=None)
         return out

@@ -1,6 +1,7 @@
 """Adam and AdamW (decoupled weight decay), with amsgrad and maximize, as ``torch.optim.Adam/AdamW``."""
 from __future__ import annotations
 
+from .. import _native
 from .._parallel import map_chunks
 from .optimizer import Optimizer, ParamsT, effective_grad, increment, step_tensor, update_moments, zeros_like
 
@@ -70,6 +71,11 @@ def adam_update(xp, param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, *, step: f
         weight_decay = 0
     step_size = lr / (1 - beta1 ** step)
     bias_correction2_sqrt = (1 - beta2 ** step) ** 0.5
+    if _native.usable(xp, param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq):  # the kernel below, fused
+        _native.adam(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, decay=1.0 if decay is None else decay,
+                     l2=weight_decay, maximize=maximize, lerp_weight=1 - beta1, beta2=beta2,
+                     bias_correction2_sqrt=bias_correction2_sqrt, eps=eps, step_size=step_size)
+        return
 
     def kernel(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq):
         if decay is not None:

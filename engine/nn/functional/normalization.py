@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import numbers
 
-from ... import _parallel
+from ... import _native, _parallel
 from ...autograd import grad_mode
 from ...autograd.graph import Op
 from ...ops import elementwise as ew
@@ -25,8 +25,24 @@ class Normalize(Op):
     """
     save_inputs = True
 
+    def _rows(self, x, w, b):
+        """Layer norm (statistics over the trailing dims, weight and bias shaped like them) on arrays the
+        fused kernels take: x as (rows, n), w and b as (n,); else None."""
+        k = len(self.dims)
+        if (self.stats is not None or self.running is not None or self.dims != tuple(range(x.ndim - k, x.ndim))
+                or tuple(self.pshape) != tuple(x.shape[x.ndim - k:]) or not _native.usable(self.xp, x, w, b)):
+            return None
+        n = math.prod(self.pshape)
+        return x.reshape(-1, n), *(None if t is None else t.reshape(n) for t in (w, b))
+
     def forward(self, x, w, b):
         xp, ufunc = self.xp, _parallel.ufunc
+        rows = self._rows(x, w, b)
+        if rows is not None:
+            y, mean, invstd = _native.layer_norm(*rows, self.eps)
+            stat_shape = x.shape[:x.ndim - len(self.dims)] + (1,) * len(self.dims)
+            self.mean, self.invstd = mean.reshape(stat_shape), invstd.reshape(stat_shape)
+            return y.reshape(x.shape)
         if self.stats is None:
             mean = _parallel.reduce(xp, x, "mean", self.dims, keepdims=True)
             d = ufunc(xp, xp.subtract, x, mean)
@@ -84,6 +100,14 @@ class Normalize(Op):
         x, w, b = self.inputs
         xp, dims, mean, invstd, ufunc = self.xp, self.dims, self.mean, self.invstd, _parallel.ufunc
         g = g._data
+        rows = self._rows(x._data, *(None if t is None else t._data for t in (w, b)))
+        if rows is not None and g.shape == x.shape and g.dtype == x._data.dtype and g.flags.c_contiguous:
+            x2, w2, _ = rows
+            gx, gw, gb = _native.layer_norm_backward(
+                g.reshape(x2.shape), x2, w2, mean, invstd, self.needs_grad(0),
+                w is not None and self.needs_grad(1), b is not None and self.needs_grad(2))
+            return tuple(None if a is None else self._const(a.reshape(t.shape))
+                         for a, t in zip((gx, gw, gb), (x, w, b)))
         want_gw = w is not None and self.needs_grad(1)
         xhat = tmp = None
         if want_gw or (self.stats is None and self.needs_grad(0)):

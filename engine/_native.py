@@ -1,0 +1,121 @@
+"""The fused CPU kernels of engine/_kernels.c (ReLU's gradient, Adam, layer norm), called through
+ctypes on contiguous float32/float64 numpy arrays, split over the engine's threads.
+
+numpy runs one pass over memory per operation; a kernel here runs a whole formula in one pass, which
+is where the CPU spends its time once the GEMMs are done (docs/engine.md, "Native kernels"). The
+library is built by ``pip install`` (setup.py) where a C compiler is found; without it, or with
+``ENGINE_NATIVE=0`` in the environment, ``ready`` is False and every caller runs its numpy code, which
+stays the reference (and the code CuPy runs).
+"""
+from __future__ import annotations
+
+import ctypes
+import importlib.machinery
+import os
+
+import numpy as np
+
+from . import _parallel
+
+ROWS_PER_BLOCK = 64  # layer norm's backward sums weight gradients per block of rows, then the blocks
+
+
+def _load():
+    if os.environ.get("ENGINE_NATIVE", "1") == "0":
+        return None
+    here = os.path.dirname(os.path.abspath(__file__))
+    for suffix in importlib.machinery.EXTENSION_SUFFIXES:
+        path = os.path.join(here, "_kernels" + suffix)
+        if os.path.exists(path):
+            try:
+                return ctypes.CDLL(path)
+            except OSError:
+                return None
+    return None
+
+
+_LIB = _load()
+_P, _I, _D = ctypes.c_void_p, ctypes.c_int64, ctypes.c_double
+_SUFFIX = {np.dtype(np.float32): "f32", np.dtype(np.float64): "f64"}
+_SIGNATURES = {
+    "relu_grad": (_P, _P, _P, _I),
+    "adam": (_P, _P, _P, _P, _P, _I, _D, _D, ctypes.c_int, _D, _D, _D, _D, _D, _D),
+    "layer_norm": (_P, _P, _P, _P, _P, _P, _I, _I, _I, _D),
+    "layer_norm_backward": (_P, _P, _P, _P, _P, _P, _P, _P, _P, _I, _I, _I),
+}
+_FN = {}
+if _LIB is not None:
+    for _name, _args in _SIGNATURES.items():
+        for _dt, _sfx in _SUFFIX.items():
+            _fn = getattr(_LIB, f"{_name}_{_sfx}")
+            _fn.argtypes, _fn.restype = _args, None
+            _FN[_name, _dt] = _fn
+
+ready = _LIB is not None
+
+
+def usable(xp, *arrays) -> bool:
+    """Whether the kernels can take these arrays (None entries are skipped): numpy, C-contiguous,
+    one floating dtype they are built for."""
+    if not ready or xp is not np:
+        return False
+    dtype = None
+    for a in arrays:
+        if a is None:
+            continue
+        if type(a) is not np.ndarray or not a.flags.c_contiguous or (dtype is not None and a.dtype != dtype):
+            return False
+        dtype = a.dtype
+    return dtype in _SUFFIX
+
+
+def _ptr(a, offset: int = 0):
+    """The address of element ``offset`` of contiguous ``a`` (None for None: a NULL pointer)."""
+    return None if a is None else a.ctypes.data + offset * a.itemsize
+
+
+def relu_grad(g, y, out) -> None:
+    fn = _FN["relu_grad", g.dtype]
+    _parallel.parallel_for(g.size, lambda s, e: fn(_ptr(g, s), _ptr(y, s), _ptr(out, s), e - s))
+
+
+def adam(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, *, decay: float, l2: float, maximize: bool,
+         lerp_weight: float, beta2: float, bias_correction2_sqrt: float, eps: float, step_size: float) -> None:
+    """One Adam step in place (optim/adam.py's ``adam_update`` says what each argument is)."""
+    fn = _FN["adam", param.dtype]
+    arrays = (param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq)
+    _parallel.parallel_for(param.size, lambda s, e: fn(
+        *(_ptr(a, s) for a in arrays), e - s, decay, l2, int(maximize), lerp_weight, beta2, 1 - beta2,
+        bias_correction2_sqrt, eps, step_size))
+
+
+def layer_norm(x, w, b, eps: float):
+    """x (rows, n) normalised per row, then scaled by w and shifted by b (n each, or None): the output
+    and each row's mean and reciprocal standard deviation (rows, 1)."""
+    rows, n = x.shape
+    y = np.empty_like(x)
+    mean, rstd = np.empty((rows, 1), dtype=x.dtype), np.empty((rows, 1), dtype=x.dtype)
+    fn = _FN["layer_norm", x.dtype]
+    ptrs = [_ptr(a) for a in (x, w, b, y, mean, rstd)]
+    _parallel.parallel_for(rows, lambda s, e: fn(*ptrs, s, e, n, eps), per_item=n)
+    return y, mean, rstd
+
+
+def layer_norm_backward(g, x, w, mean, rstd, want_gx: bool, want_gw: bool, want_gb: bool):
+    """The gradients of ``layer_norm`` in x, w and b (None where not wanted), from the output's g."""
+    rows, n = x.shape
+    fn = _FN["layer_norm_backward", x.dtype]
+    gx = np.empty_like(x) if want_gx else None
+    blocks = -(-rows // ROWS_PER_BLOCK)
+    gw = np.zeros((blocks, n), dtype=x.dtype) if want_gw else None
+    gb = np.zeros((blocks, n), dtype=x.dtype) if want_gb else None
+    fixed = [_ptr(a) for a in (g, x, w, mean, rstd, gx)]
+
+    def run(start, stop):
+        scratch = np.empty(2 * n, dtype=x.dtype)
+        for k in range(start, stop):  # the block's sums land in its own row: the total is summed in order
+            fn(*fixed, _ptr(gw, k * n), _ptr(gb, k * n), _ptr(scratch), k * ROWS_PER_BLOCK,
+               min(rows, (k + 1) * ROWS_PER_BLOCK), n)
+
+    _parallel.parallel_for(blocks, run, per_item=ROWS_PER_BLOCK * n)
+    return gx, None if gw is None else gw.sum(0), None if gb is None else gb.sum(0)

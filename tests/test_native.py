@@ -1,0 +1,130 @@
+"""engine/_native.py: the fused CPU kernels give what the numpy code they replace gives (the same bits
+for the elementwise ones), and the engine runs without them."""
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import engine
+from engine import _native
+from engine.ops import elementwise
+
+DTYPES = [np.float32, np.float64]
+
+
+@pytest.fixture
+def numpy_only(monkeypatch):
+    """Run the numpy code instead of the kernels."""
+    def switch(on: bool):
+        monkeypatch.setattr(_native, "ready", not on)
+    return switch
+
+
+def test_the_kernels_are_built():
+    # setup.py builds them optionally (a machine without a C compiler still installs): here, where the
+    # suite runs, a failed build must not pass unnoticed
+    assert _native.ready or os.environ.get("ENGINE_NATIVE") == "0"
+
+
+def _odd_values(rng, shape, dtype):
+    a = rng.standard_normal(shape).astype(dtype)
+    a.flat[:6] = [np.nan, np.inf, -np.inf, 0.0, -0.0, 1e-30]
+    return a
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_relu_grad_same_bits(dtype, numpy_only):
+    rng = np.random.default_rng(0)
+    x = _odd_values(rng, (7, 300), dtype)
+    g = _odd_values(rng, (7, 300), dtype)[::-1].copy()
+    out = {}
+    for native in (True, False):
+        numpy_only(not native)
+        t = engine.tensor(x, requires_grad=True)
+        engine.relu(t).backward(engine.tensor(g))
+        out[native] = t.grad.numpy()
+    assert np.array_equal(out[True].view(np.uint8), out[False].view(np.uint8))  # nan and -0 included
+
+
+ADAMS = [("Adam", {}), ("AdamW", {"weight_decay": 0.1}), ("Adam", {"weight_decay": 0.1}),
+         ("Adam", {"maximize": True}), ("Adam", {"amsgrad": True, "weight_decay": 0.05}),
+         ("AdamW", {"amsgrad": True, "maximize": True}), ("Adam", {"betas": (0.3, 0.9)})]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.filterwarnings("ignore:invalid value:RuntimeWarning")  # the numpy side, on nan and inf
+@pytest.mark.parametrize("name,kwargs", ADAMS)
+def test_adam_same_bits(dtype, name, kwargs, numpy_only):
+    rng = np.random.default_rng(1)
+    w0 = rng.standard_normal((5, 67)).astype(dtype)
+    grads = [_odd_values(rng, w0.shape, dtype) * 0.1 for _ in range(3)]
+    grads[0].flat[:6] = 1.0  # the odd values in later steps only: nan and inf then spread
+    out = {}
+    for native in (True, False):
+        numpy_only(not native)
+        w = engine.nn.Parameter(engine.tensor(w0.copy()))
+        opt = getattr(engine.optim, name)([w], lr=0.01, **kwargs)
+        for g in grads:
+            w.grad = engine.tensor(g)
+            opt.step()
+        state = opt.state_dict()["state"][0]
+        out[native] = [w.detach().numpy()] + [state[k].numpy() for k in sorted(state) if k != "step"]
+    for a, b in zip(out[True], out[False]):
+        assert np.array_equal(a, b, equal_nan=True)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape,normalized,affine", [((4, 9, 40), (40,), True), ((3, 5, 6, 7), (6, 7), True),
+                                                     ((130, 33), (33,), False), ((2, 5), (5,), "no bias")])
+def test_layer_norm_matches_numpy(dtype, shape, normalized, affine, numpy_only):
+    rng = np.random.default_rng(2)
+    x0 = (rng.standard_normal(shape) * 3 + 1).astype(dtype)
+    g0 = rng.standard_normal(shape).astype(dtype)
+    w0 = rng.standard_normal(normalized).astype(dtype)
+    out = {}
+    for native in (True, False):
+        numpy_only(not native)
+        m = engine.nn.LayerNorm(normalized, elementwise_affine=bool(affine), bias=affine is True,
+                                dtype=engine.float32 if dtype == np.float32 else engine.float64)
+        if affine:
+            with engine.no_grad():
+                m.weight.copy_(engine.tensor(w0))
+        x = engine.tensor(x0, requires_grad=True)
+        m(x).backward(engine.tensor(g0))
+        out[native] = [m(x).detach().numpy(), x.grad.numpy()] + [p.grad.numpy() for p in m.parameters()]
+    tol = dict(rtol=1e-5, atol=1e-5) if dtype == np.float32 else dict(rtol=1e-12, atol=1e-12)
+    for a, b in zip(out[True], out[False]):
+        np.testing.assert_allclose(a, b, **tol)
+
+
+def test_layer_norm_weight_grad_does_not_depend_on_threads(monkeypatch):
+    monkeypatch.setattr(engine._parallel, "GRAIN", 7)
+    before = engine.get_num_threads()
+
+    def run(threads):
+        engine.set_num_threads(threads)
+        m = engine.nn.LayerNorm(16)
+        x = engine.tensor(np.random.default_rng(3).standard_normal((300, 16)).astype(np.float32))
+        m(x).backward(engine.tensor(np.random.default_rng(4).standard_normal((300, 16)).astype(np.float32)))
+        return m.weight.grad.numpy(), m.bias.grad.numpy()
+
+    try:
+        one, three = run(1), run(3)
+    finally:
+        engine.set_num_threads(before)
+    assert all(np.array_equal(a, b) for a, b in zip(one, three))
+
+
+def test_without_the_kernels():
+    code = ("import engine, numpy as np\n"
+            "from engine import _native\n"
+            "assert not _native.ready\n"
+            "m = engine.nn.Sequential(engine.nn.Linear(4, 8), engine.nn.ReLU(), engine.nn.LayerNorm(8))\n"
+            "opt = engine.optim.Adam(m.parameters())\n"
+            "m(engine.randn(3, 4)).sum().backward(); opt.step(); print('ok')\n")
+    env = dict(os.environ, ENGINE_NATIVE="0")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "ok"
