@@ -1,4 +1,4 @@
-"""The fused CPU kernels of engine/_kernels.c (ReLU's gradient, Adam, layer norm), called through
+"""The fused CPU kernels of engine/_kernels.c (ReLU's gradient, Adam, layer norm, max pooling), called through
 ctypes on contiguous float32/float64 numpy arrays, split over the engine's threads.
 
 numpy runs one pass over memory per operation; a kernel here runs a whole formula in one pass, which
@@ -42,6 +42,8 @@ _SIGNATURES = {
     "adam": (_P, _P, _P, _P, _P, _I, _D, _D, ctypes.c_int, _D, _D, _D, _D, _D, _D),
     "layer_norm": (_P, _P, _P, _P, _P, _P, _I, _I, _I, _D),
     "layer_norm_backward": (_P, _P, _P, _P, _P, _P, _P, _P, _P, _I, _I, _I),
+    "max_pool": (_P, _P, _P, _I, _I, _I, _I, _I, _I, _P),
+    "max_pool_backward": (_P, _P, _P, _I, _I, _I, _I, _I, _I, _P),
 }
 _FN = {}
 if _LIB is not None:
@@ -119,3 +121,32 @@ def layer_norm_backward(g, x, w, mean, rstd, want_gx: bool, want_gw: bool, want_
 
     _parallel.parallel_for(blocks, run, per_item=ROWS_PER_BLOCK * n)
     return gx, None if gw is None else gw.sum(0), None if gb is None else gb.sum(0)
+
+
+def _pool_geometry(geo) -> np.ndarray:
+    (kh, kw), (sh, sw), ((top, _), (left, _)), (dh, dw) = geo.kernel, geo.stride, geo.padding, geo.dilation
+    return np.array([kh, kw, sh, sw, top, left, dh, dw], dtype=np.int64)
+
+
+def max_pool(x, geo, out):
+    """x (N, C, H, W): each window's max and the kernel offset of its first max (int8), (N, C, *out)."""
+    n, c, h, w = x.shape
+    y = np.empty((n, c) + tuple(out), dtype=x.dtype)
+    arg = np.empty(y.shape, dtype=np.int8)
+    g = _pool_geometry(geo)
+    fn = _FN["max_pool", x.dtype]
+    ptrs = (_ptr(x), _ptr(y), arg.ctypes.data)
+    _parallel.parallel_for(n * c, lambda s, e: fn(*ptrs, s, e, h, w, *out, g.ctypes.data), per_item=h * w)
+    return y, arg
+
+
+def max_pool_backward(g, arg, shape, geo):
+    """The gradient of ``max_pool``'s input (``shape``): each window's g added at its max."""
+    n, c, h, w = shape
+    gx = np.empty(shape, dtype=g.dtype)
+    geom = _pool_geometry(geo)
+    fn = _FN["max_pool_backward", g.dtype]
+    ptrs = (_ptr(g), arg.ctypes.data, _ptr(gx))
+    _parallel.parallel_for(n * c, lambda s, e: fn(*ptrs, s, e, h, w, *g.shape[2:], geom.ctypes.data),
+                           per_item=h * w)
+    return gx

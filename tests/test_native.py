@@ -128,3 +128,27 @@ def test_without_the_kernels():
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "ok"
+
+
+POOLS = [dict(kernel_size=2), dict(kernel_size=3, stride=2, padding=1), dict(kernel_size=3, stride=1, dilation=2),
+         dict(kernel_size=(2, 3), stride=(1, 2), padding=(1, 1), ceil_mode=True)]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("kwargs", POOLS)
+def test_max_pool_matches_numpy(dtype, kwargs, numpy_only):
+    rng = np.random.default_rng(5)
+    x0 = rng.standard_normal((3, 4, 9, 8)).astype(dtype)
+    x0[0, 0, :2, :2] = np.nan  # windows holding a nan: nan, and their first offset
+    x0[1, 1] = np.round(x0[1, 1])  # ties: the first maximum
+    x0[1, 2] = -np.inf
+    out = {}
+    for native in (True, False):
+        numpy_only(not native)
+        x = engine.tensor(x0, requires_grad=True)
+        y, idx = engine.nn.functional.max_pool2d(x, return_indices=True, **kwargs)
+        y.backward(engine.tensor(np.random.default_rng(6).standard_normal(y.shape).astype(dtype)))
+        out[native] = y.detach().numpy(), idx.numpy(), x.grad.numpy()
+    assert np.array_equal(out[True][0], out[False][0], equal_nan=True)
+    assert np.array_equal(out[True][1], out[False][1])
+    np.testing.assert_allclose(out[True][2], out[False][2], rtol=1e-6, atol=1e-6)  # overlaps add in another order

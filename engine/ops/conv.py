@@ -32,7 +32,7 @@ from __future__ import annotations
 import math
 from typing import NamedTuple
 
-from .. import _parallel
+from .. import _native, _parallel
 from ..autograd.graph import Op
 
 
@@ -423,6 +423,8 @@ def max_windows(xp, x, geo: Geometry, out):
     first offset not below it is the first maximum; every comparison with NaN is false). Samples are
     split over the threads."""
     offsets = geo.offsets(out)
+    if len(offsets) <= 127 and _native.usable(xp, x):
+        return _native.max_pool(x, geo, out)
     best = xp.empty(x.shape[:2] + tuple(out), dtype=x.dtype)
     arg = xp.zeros(best.shape, dtype=xp.int8 if len(offsets) <= 127 else xp.int32)
     fill = -xp.inf if x.dtype.kind == "f" else xp.iinfo(x.dtype).min
@@ -480,6 +482,8 @@ class MaxPool2DScatter(Op):
 
     def forward(self, g):
         xp, arg = self.xp, self.arg
+        if arg.dtype == xp.int8 and _native.usable(xp, g) and arg.flags.c_contiguous and g.shape == arg.shape:
+            return _native.max_pool_backward(g, arg, self.shape, self.geo)
         return _scatter_windows(xp, lambda k, i, j, out=None: xp.multiply(g[i:j], arg[i:j] == k, out=out),
                                 self.geo, self.shape, g.shape[2:], g.dtype)
 
