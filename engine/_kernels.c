@@ -161,39 +161,6 @@ VECTORIZED void layer_norm_backward_##S(const T *restrict g, const T *restrict x
     }                                                                                                 \
 }                                                                                                     \
                                                                                                       \
-/* Max pooling over planes [p0, p1) of x (planes of h x w): each window's maximum (nan if it holds one,   \
-   as numpy's maximum) and the kernel offset of its first maximum (0 for a window with a nan), as      \
-   engine/ops/conv.py's max_windows. Positions in the padding read as -inf. geo: kh, kw, sh, sw, top,  \
-   left, dh, dw. */                                                                                   \
-void max_pool_##S(const T *restrict x, T *restrict y, int8_t *restrict arg, int64_t p0, int64_t p1,  \
-                  int64_t h, int64_t w, int64_t ho, int64_t wo, const int64_t *geo) {                 \
-    const int64_t kh = geo[0], kw = geo[1], sh = geo[2], sw = geo[3], pt = geo[4], pl = geo[5],       \
-                  dh = geo[6], dw = geo[7];                                                           \
-    for (int64_t p = p0; p < p1; p++) {                                                               \
-        const T *xp = x + p * h * w;                                                                  \
-        for (int64_t r = 0; r < ho; r++)                                                              \
-            for (int64_t c = 0; c < wo; c++) {                                                        \
-                T best = 0;                                                                           \
-                for (int64_t k = 0; k < kh * kw; k++) {                                               \
-                    const int64_t i = r * sh - pt + (k / kw) * dh, j = c * sw - pl + (k % kw) * dw;   \
-                    const T v = (i >= 0 && i < h && j >= 0 && j < w) ? xp[i * w + j] : (T)-INFINITY;  \
-                    best = (k == 0 || !(best >= v || best != best)) ? v : best;                       \
-                }                                                                                     \
-                int8_t first = 0;                                                                     \
-                for (int64_t k = 0; k < kh * kw; k++) {                                               \
-                    const int64_t i = r * sh - pt + (k / kw) * dh, j = c * sw - pl + (k % kw) * dw;   \
-                    const T v = (i >= 0 && i < h && j >= 0 && j < w) ? xp[i * w + j] : (T)-INFINITY;  \
-                    if (!(v < best)) {                                                                \
-                        first = (int8_t)k;                                                            \
-                        break;                                                                        \
-                    }                                                                                 \
-                }                                                                                     \
-                y[(p * ho + r) * wo + c] = best;                                                      \
-                arg[(p * ho + r) * wo + c] = first;                                                   \
-            }                                                                                         \
-    }                                                                                                 \
-}                                                                                                     \
-                                                                                                      \
 /* Max pooling's gradient on planes [p0, p1): each window's g added at its maximum (arg), into gx,    \
    which this zeroes first; what falls in the padding is dropped. */                                 \
 void max_pool_backward_##S(const T *restrict g, const int8_t *restrict arg, T *restrict gx,         \

@@ -1,5 +1,6 @@
-"""The fused CPU kernels of engine/_kernels.c (ReLU's gradient, Adam, layer norm, max pooling), called through
-ctypes on contiguous float32/float64 numpy arrays, split over the engine's threads.
+"""The fused CPU kernels of engine/_kernels.c (ReLU's gradient, Adam, layer norm, max pooling's
+gradient), called through ctypes on contiguous float32/float64 numpy arrays, split over the engine's
+threads.
 
 numpy runs one pass over memory per operation; a kernel here runs a whole formula in one pass, which
 is where the CPU spends its time once the GEMMs are done (docs/engine.md, "Native kernels"). The
@@ -42,7 +43,6 @@ _SIGNATURES = {
     "adam": (_P, _P, _P, _P, _P, _I, _D, _D, ctypes.c_int, _D, _D, _D, _D, _D, _D),
     "layer_norm": (_P, _P, _P, _P, _P, _P, _I, _I, _I, _D),
     "layer_norm_backward": (_P, _P, _P, _P, _P, _P, _P, _P, _P, _I, _I, _I),
-    "max_pool": (_P, _P, _P, _I, _I, _I, _I, _I, _I, _P),
     "max_pool_backward": (_P, _P, _P, _I, _I, _I, _I, _I, _I, _P),
 }
 _FN = {}
@@ -128,20 +128,9 @@ def _pool_geometry(geo) -> np.ndarray:
     return np.array([kh, kw, sh, sw, top, left, dh, dw], dtype=np.int64)
 
 
-def max_pool(x, geo, out):
-    """x (N, C, H, W): each window's max and the kernel offset of its first max (int8), (N, C, *out)."""
-    n, c, h, w = x.shape
-    y = np.empty((n, c) + tuple(out), dtype=x.dtype)
-    arg = np.empty(y.shape, dtype=np.int8)
-    g = _pool_geometry(geo)
-    fn = _FN["max_pool", x.dtype]
-    ptrs = (_ptr(x), _ptr(y), arg.ctypes.data)
-    _parallel.parallel_for(n * c, lambda s, e: fn(*ptrs, s, e, h, w, *out, g.ctypes.data), per_item=h * w)
-    return y, arg
-
-
 def max_pool_backward(g, arg, shape, geo):
-    """The gradient of ``max_pool``'s input (``shape``): each window's g added at its max."""
+    """The gradient of max pooling's input (``shape``): each window's g (N, C, Ho, Wo) added at its
+    max, the kernel offset ``arg`` (int8) that engine/ops/conv.py's max_windows found."""
     n, c, h, w = shape
     gx = np.empty(shape, dtype=g.dtype)
     geom = _pool_geometry(geo)

@@ -423,8 +423,6 @@ def max_windows(xp, x, geo: Geometry, out):
     first offset not below it is the first maximum; every comparison with NaN is false). Samples are
     split over the threads."""
     offsets = geo.offsets(out)
-    if len(offsets) <= 127 and _native.usable(xp, x):
-        return _native.max_pool(x, geo, out)
     best = xp.empty(x.shape[:2] + tuple(out), dtype=x.dtype)
     arg = xp.zeros(best.shape, dtype=xp.int8 if len(offsets) <= 127 else xp.int32)
     fill = -xp.inf if x.dtype.kind == "f" else xp.iinfo(x.dtype).min
