@@ -161,6 +161,18 @@ VECTORIZED void layer_norm_backward_##S(const T *restrict g, const T *restrict x
     }                                                                                                 \
 }                                                                                                     \
                                                                                                       \
+/* Softmax's backward on rows [r0, r1) of n: out = y * (g - sum(g * y)). */                          \
+VECTORIZED void softmax_backward_##S(const T *restrict g, const T *restrict y, T *restrict out,     \
+                                     int64_t r0, int64_t r1, int64_t n) {                             \
+    for (int64_t r = r0; r < r1; r++) {                                                               \
+        const T *gr = g + r * n, *yr = y + r * n;                                                     \
+        T *o = out + r * n;                                                                           \
+        const T s = row_dot_##S(gr, yr, n);                                                           \
+        for (int64_t i = 0; i < n; i++)                                                               \
+            o[i] = (gr[i] - s) * yr[i];                                                               \
+    }                                                                                                 \
+}                                                                                                     \
+                                                                                                      \
 /* Max pooling's gradient on planes [p0, p1): each window's g added at its maximum (arg), into gx,    \
    which this zeroes first; what falls in the padding is dropped. */                                 \
 void max_pool_backward_##S(const T *restrict g, const int8_t *restrict arg, T *restrict gx,         \

@@ -1,5 +1,5 @@
-"""The fused CPU kernels of engine/_kernels.c (ReLU's gradient, Adam, layer norm, max pooling's
-gradient), called through ctypes on contiguous float32/float64 numpy arrays, split over the engine's
+"""The fused CPU kernels of engine/_kernels.c (ReLU's gradient, Adam, layer norm, softmax's and
+max pooling's gradients), called through ctypes on contiguous float32/float64 numpy arrays, split over the engine's
 threads.
 
 numpy runs one pass over memory per operation; a kernel here runs a whole formula in one pass, which
@@ -44,6 +44,7 @@ _SIGNATURES = {
     "layer_norm": (_P, _P, _P, _P, _P, _P, _I, _I, _I, _D),
     "layer_norm_backward": (_P, _P, _P, _P, _P, _P, _P, _P, _P, _I, _I, _I),
     "max_pool_backward": (_P, _P, _P, _I, _I, _I, _I, _I, _I, _P),
+    "softmax_backward": (_P, _P, _P, _I, _I, _I),
 }
 _FN = {}
 if _LIB is not None:
@@ -89,6 +90,17 @@ def adam(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, *, decay: float, l2: 
     _parallel.parallel_for(param.size, lambda s, e: fn(
         *(_ptr(a, s) for a in arrays), e - s, decay, l2, int(maximize), lerp_weight, beta2, 1 - beta2,
         bias_correction2_sqrt, eps, step_size))
+
+
+def softmax_backward(g, y):
+    """The gradient of a softmax over the last dim of y (its output), from the output's gradient g."""
+    n = y.shape[-1]
+    rows = y.size // n if n else 0
+    out = np.empty_like(y)
+    fn = _FN["softmax_backward", y.dtype]
+    ptrs = (_ptr(g), _ptr(y), _ptr(out))
+    _parallel.parallel_for(rows, lambda s, e: fn(*ptrs, s, e, n), per_item=n)
+    return out
 
 
 def layer_norm(x, w, b, eps: float):

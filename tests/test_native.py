@@ -152,3 +152,20 @@ def test_max_pool_matches_numpy(dtype, kwargs, numpy_only):
     assert np.array_equal(out[True][0], out[False][0], equal_nan=True)
     assert np.array_equal(out[True][1], out[False][1])
     np.testing.assert_allclose(out[True][2], out[False][2], rtol=1e-6, atol=1e-6)  # overlaps add in another order
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("dim", [-1, 1])
+def test_softmax_grad_matches_numpy(dtype, dim, numpy_only):
+    rng = np.random.default_rng(7)
+    x0 = rng.standard_normal((4, 5, 37)).astype(dtype)
+    x0[0, 0] = -np.inf  # a row of -inf: nan from softmax, and from its gradient
+    g0 = rng.standard_normal(x0.shape).astype(dtype)
+    out = {}
+    for native in (True, False):
+        numpy_only(not native)
+        x = engine.tensor(x0, requires_grad=True)
+        engine.softmax(x, dim).backward(engine.tensor(g0))
+        out[native] = x.grad.numpy()
+    tol = dict(rtol=1e-5, atol=1e-6) if dtype == np.float32 else dict(rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(out[True], out[False], equal_nan=True, **tol)

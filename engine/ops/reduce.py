@@ -4,7 +4,7 @@ from __future__ import annotations
 import builtins
 from collections import namedtuple
 
-from .. import _parallel, dtypes
+from .. import _native, _parallel, dtypes
 from ..autograd.graph import Op
 from ..tensor import Tensor
 from ._util import bind, float_operand, ieee, normalize_dims, wrap_dim
@@ -373,8 +373,11 @@ class SoftmaxGrad(Op):
             xp.subtract(g, out.sum(axis=axis, keepdims=True), out=out)
             out *= y
 
+        last = y.ndim and dim % y.ndim == y.ndim - 1
+        if last and g.shape == y.shape and _native.usable(xp, g, y):
+            return _native.softmax_backward(g, y)
         out = xp.empty(xp.broadcast_shapes(g.shape, y.shape), dtype=xp.result_type(g, y))
-        if g.shape == y.shape and y.ndim and dim % y.ndim == y.ndim - 1:  # rows in pieces, as Softmax
+        if g.shape == y.shape and last:  # rows in pieces, as Softmax
             _parallel.map_rows(xp, kernel, g, y, out, lead=y.ndim - 1)
         else:
             kernel(g, y, out, dim)
