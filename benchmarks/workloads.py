@@ -440,6 +440,8 @@ def main():
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1,
                         help="CPU threads for both frameworks (default: all logical cores)")
     parser.add_argument("--no-memory", action="store_true", help="skip the memory subprocesses")
+    parser.add_argument("--keep-freed-memory", action="store_true", help="engine.keep_freed_memory() first, as "
+                        "Fita's workers run (one process: PyTorch then runs with it too)")
     parser.add_argument("--profile", action="store_true", help="cProfile one engine step per workload "
                         "instead of benchmarking (tip: --threads 1 keeps BLAS thread hand-offs out of the profile)")
     parser.add_argument("--top", type=int, default=20, help="rows per --profile listing")
@@ -461,6 +463,8 @@ def main():
 
     import torch
     import engine
+    if args.keep_freed_memory:
+        engine.keep_freed_memory()
     threads_note = set_threads(args.threads, torch, engine)
     if args.device == "cuda":
         if not torch.cuda.is_available():
@@ -481,9 +485,8 @@ def main():
           f"{', synchronised' if args.device == 'cuda' else ''})")
     print("# W3 uses dropout 0.0 (so both frameworks compute the same thing); W4's loss is the sum of the "
           "final h only")
-    print("# host malloc: " + ("freed memory kept for reuse (the engine's default, engine/_memory.py; one process, "
-                               "so PyTorch runs with it too)" if engine._memory.KEPT else
-                               "glibc's defaults (ENGINE_KEEP_FREED_MEMORY=0)"))
+    print("# host malloc: " + ("freed memory kept for reuse (engine.keep_freed_memory(), as Fita's workers run; one "
+                               "process, so PyTorch runs with it too)" if engine._memory.kept else "glibc's defaults"))
     print()
 
     results = []

@@ -2,7 +2,6 @@
 with PyTorch's names. ``import engine`` and write what you would write with ``torch``."""
 from __future__ import annotations
 
-from . import _memory  # noqa: F401  (keeps freed host memory for reuse: see its docstring)
 from . import dtypes as _dtypes
 from .dtypes import (bool_ as bool, dtype, float16, float32, float64, get_default_dtype, int8, int16, int32,
                      int64, promote_types, set_default_dtype, uint8)
@@ -30,6 +29,7 @@ from .random import Generator, default_generator, get_rng_state, initial_seed, m
 from .serialization import load, save
 from ._format import set_printoptions
 from ._parallel import get_num_threads, set_num_threads
+from ._memory import keep_freed_memory
 from .autograd import enable_grad, inference_mode, is_grad_enabled, no_grad, set_grad_enabled
 from . import autograd, cuda, nn, utils
 from . import optim

@@ -8,8 +8,9 @@ that was ~9,000 page faults and ~60 ms of system time per step. Raising the mmap
 keeps freed blocks in the heap for reuse, as PyTorch's caching allocators do for their memory; the
 peak footprint stays what the step needs, and the process no longer shrinks after it.
 
-Done once at ``import engine``, on Linux with glibc. ``ENGINE_KEEP_FREED_MEMORY=0`` in the
-environment leaves malloc as it is.
+It changes the whole process's allocator, so a library does not do it behind its host's back:
+``engine.keep_freed_memory()`` is called by whoever owns the process (Fita's workers do, at start).
+On Linux with glibc only; ``ENGINE_KEEP_FREED_MEMORY=0`` in the environment makes it a no-op.
 """
 from __future__ import annotations
 
@@ -22,17 +23,18 @@ M_MMAP_THRESHOLD = -3
 MMAP_THRESHOLD = 32 << 20  # the largest glibc accepts on 64-bit machines: bigger blocks are still mapped
 TRIM_THRESHOLD = 1 << 30  # free memory at the top of the heap kept before any goes back to the kernel
 
+kept = False  # whether keep_freed_memory() took effect in this process (a forked child inherits it)
+
 
 def keep_freed_memory() -> bool:
-    """Raise glibc's mmap and trim thresholds; whether it took effect."""
+    """Raise glibc's mmap and trim thresholds for this process; whether it took effect."""
+    global kept
     if os.environ.get("ENGINE_KEEP_FREED_MEMORY", "1") == "0" or not sys.platform.startswith("linux"):
-        return False
+        return kept
     try:
         mallopt = ctypes.CDLL(None).mallopt
     except (OSError, AttributeError):  # no mallopt to call (not glibc)
-        return False
+        return kept
     mallopt.argtypes = (ctypes.c_int, ctypes.c_int)
-    return bool(mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)) and bool(mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD))
-
-
-KEPT = keep_freed_memory()
+    kept = bool(mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)) and bool(mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD))
+    return kept

@@ -132,8 +132,13 @@ def check_device(device: str) -> str:
 
 def _preload() -> None:
     """Import before forking what every work process needs, so each job does not pay for it again
-    (scikit-learn's datasets alone take over a second to import). Nothing here touches CUDA."""
+    (scikit-learn's datasets alone take over a second to import), and keep freed host memory for reuse
+    (engine/_memory.py: a training step frees and allocates the same big arrays every step; the work
+    processes inherit it). Nothing here touches CUDA."""
     import sklearn.datasets  # noqa: F401
+
+    import engine
+    engine.keep_freed_memory()
 
 
 def run_worker(queues: list[str], device: str = "cpu", *, name: str | None = None, burst: bool = False,
