@@ -91,6 +91,7 @@ CONV2D = [
     (dict(in_channels=2, out_channels=2, kernel_size=(4, 3), padding="same", padding_mode="reflect"), (1, 2, 6, 6)),
     (dict(in_channels=3, out_channels=2, kernel_size=3, padding=1), (3, 5, 6)),  # unbatched
     (dict(in_channels=1, out_channels=2, kernel_size=1), (2, 1, 3, 3)),
+    (dict(in_channels=1, out_channels=12, kernel_size=3, padding=1), (3, 1, 6, 5)),  # weight grad per sample
 ]
 
 
@@ -161,6 +162,11 @@ def test_conv_gradcheck_and_double_backward():
         mp.setattr(conv_ops, "ROW_BLOCK", 100)
         assert gradcheck(same, (xs, ws, bs))
         assert gradgradcheck(same, (xs, ws, bs))
+    # thin columns (kh*kw*C < O): the weight gradient multiplies each sample's gradient as it lies
+    xo, wo = leaf(3, 1, 5, 4, seed=6), leaf(7, 1, 2, 3, seed=7)
+    thin = lambda x, w: F.conv2d(x, w, padding=1)  # noqa: E731
+    assert gradcheck(thin, (xo, wo))
+    assert gradgradcheck(thin, (xo, wo))
     x1, w1 = leaf(2, 2, 7), leaf(3, 2, 3, seed=1)
     assert gradcheck(lambda x, w: F.conv1d(x, w, stride=2, padding="valid", dilation=2), (x1, w1))
     assert gradcheck(lambda x, w: F.conv1d(x, w, padding="same"), (x1, w1))

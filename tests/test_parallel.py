@@ -91,8 +91,9 @@ def test_pooling_split_over_samples(small_grain, pool):
     assert np.array_equal(y1, y3) and np.array_equal(g1, g3)
 
 
-@pytest.mark.parametrize("kwargs", [dict(padding=1), dict(stride=2, padding=1), dict(padding="same", groups=2)])
-def test_convolution_blocks_split_over_threads(small_grain, monkeypatch, kwargs):
+@pytest.mark.parametrize("channels,kwargs", [(4, dict(padding=1)), (4, dict(stride=2, padding=1)),
+                                             (4, dict(padding="same", groups=2)), (1, dict(padding=1))])
+def test_convolution_blocks_split_over_threads(small_grain, monkeypatch, channels, kwargs):
     """Blocks of samples go to the threads, each running its own GEMMs with BLAS on one thread (restored
     after); the weight gradient adds the blocks' sums in block order, so the bits match one thread's."""
     from engine.ops import conv
@@ -102,9 +103,9 @@ def test_convolution_blocks_split_over_threads(small_grain, monkeypatch, kwargs)
 
     def run():
         rng = np.random.default_rng(0)
-        x = engine.tensor(rng.standard_normal((7, 4, 6, 5)).astype(np.float32), requires_grad=True)
-        w = engine.tensor(rng.standard_normal((6, 4 // kwargs.get("groups", 1), 3, 3)).astype(np.float32),
-                          requires_grad=True)
+        x = engine.tensor(rng.standard_normal((7, channels, 6, 5)).astype(np.float32), requires_grad=True)
+        w = engine.tensor(rng.standard_normal((12, channels // kwargs.get("groups", 1), 3, 3)).astype(np.float32),
+                          requires_grad=True)  # with one channel, 9 < 12: the weight gradient goes by sample
         y = engine.nn.functional.conv2d(x, w, **kwargs)
         y.backward(engine.tensor(rng.standard_normal(y.shape).astype(np.float32)))
         return y.detach().numpy(), x.grad.numpy(), w.grad.numpy()

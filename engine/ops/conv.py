@@ -317,19 +317,29 @@ class ConvolutionTranspose(Op):
 class ConvolutionWeight(Op):
     """The adjoint of Convolution in w: x (N, C, H, W) and y (N, O, Ho, Wo) -> (O, C/groups, kh, kw).
     A sum over the batch: per block of samples, one GEMM per group on channel-major operands; the
-    blocks' sums are added in block order, so the result does not depend on the thread count."""
+    blocks' sums are added in block order, so the result does not depend on the thread count. When the
+    columns are thinner than the gradient (kh*kw*C < O, as in a first layer on one channel), each
+    sample's gradient is multiplied as it lies, against that sample's columns: no copy of y at all."""
     save_inputs = True
 
     def forward(self, x, y):
         xp, geo = self.xp, self.geo
         (N, C), (O, *out), G = x.shape[:2], y.shape[1:], self.geo.groups
         K, L = geo.kernel[0] * geo.kernel[1], out[0] * out[1]
-        rows = _Rows.fit(geo, x.shape[2:], out)
-        blocks = _blocks(N, (K * C + O) * rows.grid, ROW_BLOCK) if rows else _blocks(N, K * C * L)
+        by_sample = G == 1 and K * C < O
+        rows = None if by_sample else _Rows.fit(geo, x.shape[2:], out)
+        if by_sample:
+            blocks = _blocks(N, (K * C + O) * L)
+        else:
+            blocks = _blocks(N, (K * C + O) * rows.grid, ROW_BLOCK) if rows else _blocks(N, K * C * L)
         sums = xp.empty((len(blocks), G, O // G, K * (C // G)), dtype=x.dtype)
 
         def run(start, stop):
             for n, (i, j) in enumerate(blocks[start:stop], start):
+                if by_sample:
+                    cols = _im2col(xp, x[i:j], geo, out, 1).reshape(j - i, K * C, L)
+                    xp.matmul(y[i:j].reshape(j - i, O, L), cols.transpose(0, 2, 1)).sum(0, out=sums[n, 0])
+                    continue
                 if rows:
                     cols, ys = rows.cols(xp, x[i:j], G), rows.spread(xp, y[i:j], G)
                 else:
