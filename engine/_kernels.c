@@ -161,6 +161,20 @@ VECTORIZED void layer_norm_backward_##S(const T *restrict g, const T *restrict x
     }                                                                                                 \
 }                                                                                                     \
                                                                                                       \
+/* target[index[i]] += values[i] for i in [0, n), rows of width d, columns [c0, c1) only (threads split \
+   the columns, so each element still receives its additions in index order, as numpy's add.at). The  \
+   indices are in range (the caller checked). */                                                      \
+VECTORIZED void index_add_rows_##S(T *restrict target, const int64_t *restrict index,                \
+                                   const T *restrict values, int64_t n, int64_t d, int64_t c0,        \
+                                   int64_t c1) {                                                      \
+    for (int64_t i = 0; i < n; i++) {                                                                 \
+        T *dst = target + index[i] * d;                                                               \
+        const T *src = values + i * d;                                                                \
+        for (int64_t c = c0; c < c1; c++)                                                             \
+            dst[c] += src[c];                                                                         \
+    }                                                                                                 \
+}                                                                                                     \
+                                                                                                      \
 /* Softmax's backward on rows [r0, r1) of n: out = y * (g - sum(g * y)). */                          \
 VECTORIZED void softmax_backward_##S(const T *restrict g, const T *restrict y, T *restrict out,     \
                                      int64_t r0, int64_t r1, int64_t n) {                             \

@@ -1,5 +1,5 @@
 """The fused CPU kernels of engine/_kernels.c (ReLU's gradient, Adam, layer norm, softmax's and
-max pooling's gradients), called through ctypes on contiguous float32/float64 numpy arrays, split over the engine's
+max pooling's gradients, embedding gradients' row scatter), called through ctypes on contiguous float32/float64 numpy arrays, split over the engine's
 threads.
 
 numpy runs one pass over memory per operation; a kernel here runs a whole formula in one pass, which
@@ -45,6 +45,7 @@ _SIGNATURES = {
     "layer_norm_backward": (_P, _P, _P, _P, _P, _P, _P, _P, _P, _I, _I, _I),
     "max_pool_backward": (_P, _P, _P, _I, _I, _I, _I, _I, _I, _P),
     "softmax_backward": (_P, _P, _P, _I, _I, _I),
+    "index_add_rows": (_P, _P, _P, _I, _I, _I, _I),
 }
 _FN = {}
 if _LIB is not None:
@@ -151,3 +152,24 @@ def max_pool_backward(g, arg, shape, geo):
     _parallel.parallel_for(n * c, lambda s, e: fn(*ptrs, s, e, h, w, *g.shape[2:], geom.ctypes.data),
                            per_item=h * w)
     return gx
+
+
+def index_add_rows(target, index, values) -> bool:
+    """``target[index] += values`` accumulating repeated rows, as ``np.add.at(target, (index,), values)``
+    and with its bits, for contiguous arrays: ``index`` int64 into ``target``'s first dim, ``values`` of
+    shape ``index.shape + target.shape[1:]``. False (nothing done) where that does not hold or an index
+    is out of range, so that the caller's numpy code decides (and raises)."""
+    if (values.dtype != target.dtype or not usable(np, target, values) or type(index) is not np.ndarray
+            or index.dtype != np.int64 or values.shape != index.shape + target.shape[1:] or target.ndim < 1):
+        return False
+    rows = target.shape[0]
+    flat = np.ascontiguousarray(index).reshape(-1)
+    if flat.size and (int(flat.min()) < -rows or int(flat.max()) >= rows):
+        return False
+    if flat.size and int(flat.min()) < 0:
+        flat = np.where(flat < 0, flat + rows, flat)
+    d = target.size // rows if rows else 0
+    fn = _FN["index_add_rows", target.dtype]
+    ptrs = (_ptr(target), flat.ctypes.data, _ptr(values))
+    _parallel.parallel_for(d, lambda s, e: fn(*ptrs, flat.size, d, s, e), per_item=flat.size)
+    return True

@@ -127,9 +127,13 @@ def to_device(arr, dev: device):
 
 
 def scatter_add(xp, target, index, values) -> None:
-    """target[index] += values, accumulating over repeated indices (numpy's ufunc.at, cupyx on GPU)."""
+    """target[index] += values, accumulating over repeated indices (numpy's ufunc.at, cupyx on GPU; rows
+    picked by one integer array, as an embedding's gradient, by a fused CPU kernel)."""
     if xp is np:
-        np.add.at(target, index, values)
+        from . import _native
+        if not (type(index) is tuple and len(index) == 1 and _native.ready
+                and _native.index_add_rows(target, index[0], values)):
+            np.add.at(target, index, values)
     else:
         import cupyx
         cupyx.scatter_add(target, index, values)

@@ -169,3 +169,26 @@ def test_softmax_grad_matches_numpy(dtype, dim, numpy_only):
         out[native] = x.grad.numpy()
     tol = dict(rtol=1e-5, atol=1e-6) if dtype == np.float32 else dict(rtol=1e-12, atol=1e-14)
     np.testing.assert_allclose(out[True], out[False], equal_nan=True, **tol)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_embedding_gradient_same_bits(dtype, numpy_only, monkeypatch):
+    """Rows picked by one index array (an embedding's gradient, x[idx] in general): the kernel adds each
+    row's values in index order, as numpy's add.at, over columns split between threads."""
+    monkeypatch.setattr(engine._parallel, "GRAIN", 7)
+    rng = np.random.default_rng(8)
+    weight0 = rng.standard_normal((11, 6)).astype(dtype)
+    idx = rng.integers(-11, 11, (5, 40))  # repeats and negative indices
+    g0 = rng.standard_normal((5, 40, 6)).astype(dtype) * 10
+    out = {}
+    for native in (True, False):
+        numpy_only(not native)
+        w = engine.tensor(weight0, requires_grad=True)
+        w[engine.tensor(idx)].backward(engine.tensor(g0))
+        e = engine.tensor(weight0, requires_grad=True)
+        engine.nn.functional.embedding(engine.tensor(idx % 11), e).backward(engine.tensor(g0))
+        out[native] = w.grad.numpy(), e.grad.numpy()
+    for a, b in zip(out[True], out[False]):
+        assert np.array_equal(a, b)
+    with pytest.raises(IndexError):  # out of range: numpy's own error, not a write out of bounds
+        engine.tensor(weight0, requires_grad=True)[engine.tensor(np.array([3, 11]))]
