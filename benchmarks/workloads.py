@@ -21,7 +21,8 @@ Method (also in docs/benchmarks.md):
   torch.cuda.synchronize() on both sides of the step when --device cuda); the table shows the median.
   The same batch is reused every step (data loading is not what is measured). After the warm-up, the
   timed steps run in --rounds blocks that alternate engine and torch, so slow drift of a shared
-  machine's load hits both frameworks alike.
+  machine's load hits both frameworks alike; the table's "rounds" column is the range of the rounds'
+  own ratios (each round's engine median over its torch median): how far the drift moved the verdict.
 - Same computation: PyTorch builds the model (torch.manual_seed(0)); its state_dict is copied into the
   engine's model; the step-1 losses are printed with their difference, and the step-1 gradients of all
   parameters are compared (relative L2 error over all of them, concatenated).
@@ -386,7 +387,7 @@ def run_workload(key: str, args, engine, torch) -> dict:
     del grads, ge, gt
     times = {name: [] for name in runners}
     per_round = math.ceil(args.steps / args.rounds)
-    last = {}
+    last, round_ratios = {}, []
     while len(times["torch"]) < args.steps:
         n = min(per_round, args.steps - len(times["torch"]))
         for name, r in runners.items():
@@ -394,9 +395,12 @@ def run_workload(key: str, args, engine, torch) -> dict:
                 dt, loss = r.timed_step()
                 times[name].append(dt)
             last[name] = float(loss.item())
+        # each round's own ratio: how far the machine's drift moves the verdict
+        round_ratios.append(statistics.median(times["engine"][-n:]) / statistics.median(times["torch"][-n:]))
     del runners
     gc.collect()
-    res = {"key": key, "first": first, "last": last, "times": times, "grad_err": grad_err}
+    res = {"key": key, "first": first, "last": last, "times": times, "grad_err": grad_err,
+           "round_ratios": round_ratios}
     res["median"] = {n: statistics.median(t) for n, t in times.items()}
     res["iqr"] = {n: tuple(np.percentile(t, [25, 75])) for n, t in times.items()}
     res["min"] = {n: min(t) for n, t in times.items()}
@@ -506,6 +510,7 @@ def main():
             lo, hi = r["iqr"][fw]
             print(f"    {fw:<6} median {r['median'][fw] * 1e3:8.2f} ms  min {r['min'][fw] * 1e3:8.2f}  "
                   f"p25-p75 {lo * 1e3:.2f}-{hi * 1e3:.2f}", flush=True)
+        print("    ratio per round (engine/torch medians): " + " ".join(f"{x:.2f}" for x in r["round_ratios"]))
 
     load = os.getloadavg()
     print(f"# load average after: {' '.join(f'{x:.2f}' for x in load)}"
@@ -514,7 +519,7 @@ def main():
     print()
     mem = not args.no_memory
     cuda = args.device == "cuda"
-    head = f"{'workload':<9}{'engine ms':>11}{'torch ms':>10}{'ratio':>7}{'target':>8}{'met':>5}"
+    head = f"{'workload':<9}{'engine ms':>11}{'torch ms':>10}{'ratio':>7}{'rounds':>11}{'target':>8}{'met':>5}"
     if mem:
         head += f"{'eng RSS+MiB':>13}{'torch RSS+MiB':>15}{'eng traced MiB':>16}"
         if cuda:
@@ -526,7 +531,8 @@ def main():
         em, tm = r["median"]["engine"], r["median"]["torch"]
         ratio = em / tm
         target = TARGETS[r["key"]]
-        row = (f"{r['key']:<9}{em * 1e3:>11.2f}{tm * 1e3:>10.2f}{ratio:>7.2f}{'<=' + str(target):>8}"
+        spread = f"{min(r['round_ratios']):.2f}-{max(r['round_ratios']):.2f}"
+        row = (f"{r['key']:<9}{em * 1e3:>11.2f}{tm * 1e3:>10.2f}{ratio:>7.2f}{spread:>11}{'<=' + str(target):>8}"
                f"{'yes' if ratio <= target else 'NO':>5}")
         if mem:
             me, mt, tr = r["mem"]["engine"], r["mem"]["torch"], r["traced"]
