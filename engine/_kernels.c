@@ -13,8 +13,8 @@
 #include <stdint.h>
 #include <stddef.h>
 
-#if defined(__x86_64__) && defined(__GNUC__)
-/* one build, the widest vectors the machine has (chosen once, when the library loads) */
+#if defined(__x86_64__) && defined(__GNUC__) && defined(__linux__)
+/* one build, the widest vectors the machine has (chosen once, when the library loads; an ifunc: ELF and glibc) */
 #define VECTORIZED __attribute__((target_clones("avx512f", "avx2", "default")))
 #else
 #define VECTORIZED
