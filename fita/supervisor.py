@@ -29,7 +29,7 @@ from workers.queue import forget_worker, rq_connection, sweep
 from workers.records import Records
 from workers.redis_server import RedisServer, connect
 from workers.settings import Settings
-from workers.worker import check_device
+from workers.worker import check_device, cpu_cores
 
 log = logging.getLogger("fita.up")
 
@@ -76,6 +76,8 @@ class Supervisor:
         self.n_workers = settings.workers if workers is None else workers
         self.device = check_device(device)
         self.queues = queues or ("cpu" if self.device == "cpu" else "gpu,cpu")
+        # the workers share this host's cores, unless FITA_WORKER_THREADS says otherwise
+        self.worker_threads = settings.worker_threads or max(1, cpu_cores() // max(1, self.n_workers))
         self.stop = threading.Event()
         self.redis: RedisServer | None = None
         self.children: list[Child] = []
@@ -87,8 +89,8 @@ class Supervisor:
             child.name = f"fita-{self.device.replace(':', '')}-{os.uname().nodename}-{os.getpid()}-" \
                          f"{child.extra['index']}.{child.restarts}"
             args += ["--name", child.name]
-        child.process = subprocess.Popen([sys.executable, "-m", "fita", *args], env=self.env,
-                                         start_new_session=True)
+        env = self.env if child.role != "worker" else {**self.env, "FITA_WORKER_THREADS": str(self.worker_threads)}
+        child.process = subprocess.Popen([sys.executable, "-m", "fita", *args], env=env, start_new_session=True)
         child.started = time.monotonic()
         log.info("started %s (pid %d)%s", child.role, child.process.pid, f" {child.name}" if child.name else "")
 
@@ -139,7 +141,8 @@ class Supervisor:
                  f"  dashboard  {base}/" + (f"?api_key={key}" if key else ""),
                  f"  API key    {key}" if key else
                  f"  API keys   hashed in {self.settings.api_keys_file}; `fita keys create` makes another",
-                 f"  workers    {self.n_workers} on queue(s) {self.queues}, device {self.device}",
+                 f"  workers    {self.n_workers} on queue(s) {self.queues}, device {self.device}, "
+                 f"{self.worker_threads} CPU thread(s) each",
                  f"  Redis      {self.url}", f"  data       {self.settings.data_dir.resolve()}",
                  "Submit a job:",
                  f"  curl -H 'Authorization: Bearer {key or '$KEY'}' -H 'Content-Type: application/yaml' "

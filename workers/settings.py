@@ -10,6 +10,7 @@ thing in every process. A bad value fails at start-up with the variable's name, 
 | FITA_REDIS_PORT           | 0            | the embedded Redis's port; 0 picks a free one                    |
 | FITA_HOST / FITA_PORT     | 127.0.0.1 / 8000 | where the API listens                                        |
 | FITA_WORKERS              | 1            | worker processes the run command starts and supervises           |
+| FITA_WORKER_THREADS       | 0            | CPU threads of a worker's training (engine, BLAS); 0: all cores |
 | FITA_CHECKPOINT_KEEP      | 3            | checkpoints kept per job (the newest N; older ones are deleted)  |
 | FITA_MAX_RESTARTS         | 5            | times an interrupted job is re-queued before it fails            |
 | FITA_JOB_TIMEOUT_S        | 86400        | the server-wide cap on training.max_runtime_s (RQ's job_timeout is 10 min more) |
@@ -50,6 +51,7 @@ class Settings:
     host: str = "127.0.0.1"
     port: int = 8000
     workers: int = 1
+    worker_threads: int = 0
     checkpoint_keep: int = 3
     max_restarts: int = 5
     job_timeout_s: int = 86400
@@ -119,6 +121,7 @@ class Settings:
             host=get("FITA_HOST", str, d.host),
             port=get("FITA_PORT", int, d.port, 0),
             workers=get("FITA_WORKERS", int, d.workers, 0),
+            worker_threads=get("FITA_WORKER_THREADS", int, d.worker_threads, 0),
             checkpoint_keep=get("FITA_CHECKPOINT_KEEP", int, d.checkpoint_keep, 1),
             max_restarts=get("FITA_MAX_RESTARTS", int, d.max_restarts, 0),
             job_timeout_s=get("FITA_JOB_TIMEOUT_S", int, d.job_timeout_s, 1),

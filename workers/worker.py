@@ -130,6 +130,24 @@ def check_device(device: str) -> str:
     return device
 
 
+def cpu_cores() -> int:
+    """The cores this process may run on."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def configure_threads(threads: int) -> int:
+    """The CPU threads one worker's training uses, the engine's and BLAS's alike (``threads``; 0: all the
+    cores this process may run on), set before its work processes fork, which inherit them. Workers
+    that share a host split its cores (``fita up`` gives each its share): threads of several processes
+    fighting for the same cores make small matrix products many times slower."""
+    import engine
+    from threadpoolctl import threadpool_limits
+    n = threads or cpu_cores()
+    engine.set_num_threads(n)
+    threadpool_limits(n)  # BLAS's (and any OpenMP) pools, for the rest of the process
+    return n
+
+
 def _preload() -> None:
     """Import before forking what every work process needs, so each job does not pay for it again
     (scikit-learn's datasets alone take over a second to import), and keep freed host memory for reuse
@@ -154,6 +172,7 @@ def run_worker(queues: list[str], device: str = "cpu", *, name: str | None = Non
     if _device == "cpu" and "gpu" in queues:
         log.warning("a CPU worker on the gpu queue trains GPU jobs on the CPU")
     url = resolve_redis_url(settings)
+    log.info("training with %d CPU thread(s)", configure_threads(settings.worker_threads))
     _preload()
     name = name or worker_name(_device)
     previous = None

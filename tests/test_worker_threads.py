@@ -1,0 +1,38 @@
+"""A worker's CPU threads (FITA_WORKER_THREADS): the engine's and BLAS's pools are sized once, before
+work processes fork; `fita up` splits the host's cores between its workers."""
+import os
+import subprocess
+import sys
+
+import pytest
+
+from fita.supervisor import Supervisor
+from workers.settings import Settings
+from workers.worker import cpu_cores
+
+
+def test_settings_read_worker_threads():
+    assert Settings.from_env({}).worker_threads == 0
+    assert Settings.from_env({"FITA_WORKER_THREADS": "3"}).worker_threads == 3
+    with pytest.raises(ValueError, match="FITA_WORKER_THREADS='-1' must be at least 0"):
+        Settings.from_env({"FITA_WORKER_THREADS": "-1"})
+
+
+@pytest.mark.parametrize("threads", [0, 1])
+def test_configure_threads_sizes_the_engine_and_blas(threads):
+    code = ("import engine; from threadpoolctl import threadpool_info; from workers.worker import configure_threads\n"
+            f"n = configure_threads({threads})\n"
+            "blas = {lib['num_threads'] for lib in threadpool_info() if lib['user_api'] == 'blas'}\n"
+            "print(n, engine.get_num_threads(), sorted(blas))\n")
+    env = {k: v for k, v in os.environ.items() if k not in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS")}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    n = threads or cpu_cores()
+    assert out.stdout.split() == [str(n), str(n), f"[{n}]"]
+
+
+def test_up_splits_the_cores_between_its_workers():
+    cores = cpu_cores()
+    assert Supervisor(Settings(workers=1)).worker_threads == cores
+    assert Supervisor(Settings(workers=2)).worker_threads == max(1, cores // 2)
+    assert Supervisor(Settings(workers=4 * cores)).worker_threads == 1
+    assert Supervisor(Settings(workers=2, worker_threads=3)).worker_threads == 3  # as set: not split
