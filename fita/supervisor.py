@@ -76,8 +76,10 @@ class Supervisor:
         self.n_workers = settings.workers if workers is None else workers
         self.device = check_device(device)
         self.queues = queues or ("cpu" if self.device == "cpu" else "gpu,cpu")
-        # the workers share this host's cores, unless FITA_WORKER_THREADS says otherwise
-        self.worker_threads = settings.worker_threads or max(1, cpu_cores() // max(1, self.n_workers))
+        # several workers share this host's cores, unless FITA_WORKER_THREADS says otherwise (0: one
+        # worker keeps the defaults)
+        self.worker_threads = settings.worker_threads or (
+            max(1, cpu_cores() // self.n_workers) if self.n_workers > 1 else 0)
         self.stop = threading.Event()
         self.redis: RedisServer | None = None
         self.children: list[Child] = []
@@ -89,7 +91,7 @@ class Supervisor:
             child.name = f"fita-{self.device.replace(':', '')}-{os.uname().nodename}-{os.getpid()}-" \
                          f"{child.extra['index']}.{child.restarts}"
             args += ["--name", child.name]
-        env = self.env if child.role != "worker" else {**self.env, "FITA_WORKER_THREADS": str(self.worker_threads)}
+        env = {**self.env, "FITA_WORKER_THREADS": str(self.worker_threads)} if child.role == "worker" else self.env
         child.process = subprocess.Popen([sys.executable, "-m", "fita", *args], env=env, start_new_session=True)
         child.started = time.monotonic()
         log.info("started %s (pid %d)%s", child.role, child.process.pid, f" {child.name}" if child.name else "")
@@ -142,7 +144,7 @@ class Supervisor:
                  f"  API key    {key}" if key else
                  f"  API keys   hashed in {self.settings.api_keys_file}; `fita keys create` makes another",
                  f"  workers    {self.n_workers} on queue(s) {self.queues}, device {self.device}, "
-                 f"{self.worker_threads} CPU thread(s) each",
+                 + (f"{self.worker_threads} CPU thread(s) each" if self.worker_threads else "all cores"),
                  f"  Redis      {self.url}", f"  data       {self.settings.data_dir.resolve()}",
                  "Submit a job:",
                  f"  curl -H 'Authorization: Bearer {key or '$KEY'}' -H 'Content-Type: application/yaml' "

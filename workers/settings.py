@@ -10,7 +10,7 @@ thing in every process. A bad value fails at start-up with the variable's name, 
 | FITA_REDIS_PORT           | 0            | the embedded Redis's port; 0 picks a free one                    |
 | FITA_HOST / FITA_PORT     | 127.0.0.1 / 8000 | where the API listens                                        |
 | FITA_WORKERS              | 1            | worker processes the run command starts and supervises           |
-| FITA_WORKER_THREADS       | 0            | CPU threads of a worker's training (engine, BLAS); 0: all cores |
+| FITA_WORKER_THREADS       | 0            | CPU threads of a worker's training (engine, BLAS); 0: defaults |
 | FITA_CHECKPOINT_KEEP      | 3            | checkpoints kept per job (the newest N; older ones are deleted)  |
 | FITA_MAX_RESTARTS         | 5            | times an interrupted job is re-queued before it fails            |
 | FITA_JOB_TIMEOUT_S        | 86400        | the server-wide cap on training.max_runtime_s (RQ's job_timeout is 10 min more) |

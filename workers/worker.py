@@ -136,16 +136,17 @@ def cpu_cores() -> int:
 
 
 def configure_threads(threads: int) -> int:
-    """The CPU threads one worker's training uses, the engine's and BLAS's alike (``threads``; 0: all the
-    cores this process may run on), set before its work processes fork, which inherit them. Workers
-    that share a host split its cores (``fita up`` gives each its share): threads of several processes
-    fighting for the same cores make small matrix products many times slower."""
+    """Size the CPU threads of one worker's training, the engine's and BLAS's alike, to ``threads``
+    (0: leave both at their defaults: every core, or what OPENBLAS_NUM_THREADS and the like say),
+    before its work processes fork, which inherit them. Workers that share a host should split its
+    cores (``fita up`` gives each its share): threads of several processes fighting for the same cores
+    make small matrix products many times slower. Returns the engine's thread count."""
     import engine
-    from threadpoolctl import threadpool_limits
-    n = threads or cpu_cores()
-    engine.set_num_threads(n)
-    threadpool_limits(n)  # BLAS's (and any OpenMP) pools, for the rest of the process
-    return n
+    if threads:
+        from threadpoolctl import threadpool_limits
+        engine.set_num_threads(threads)
+        threadpool_limits(threads)  # BLAS's (and any OpenMP) pools, for the rest of the process
+    return engine.get_num_threads()
 
 
 def _preload() -> None:
