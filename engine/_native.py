@@ -19,6 +19,7 @@ import numpy as np
 from . import _parallel
 
 ROWS_PER_BLOCK = 64  # layer norm's backward sums weight gradients per block of rows, then the blocks
+SMALL = 1 << 14  # elements below which numpy's passes beat a kernel's call (ctypes and pointers: ~8 us)
 
 
 def _load():
@@ -59,9 +60,9 @@ ready = _LIB is not None
 
 
 def usable(xp, *arrays) -> bool:
-    """Whether the kernels can take these arrays (None entries are skipped): numpy, C-contiguous,
-    one floating dtype they are built for."""
-    if not ready or xp is not np:
+    """Whether the kernels can take these arrays (None entries are skipped) and gain from it: numpy,
+    C-contiguous, one floating dtype they are built for, the first at least ``SMALL`` elements."""
+    if not ready or xp is not np or arrays[0].size < SMALL:
         return False
     dtype = None
     for a in arrays:
@@ -159,7 +160,7 @@ def index_add_rows(target, index, values) -> bool:
     and with its bits, for contiguous arrays: ``index`` int64 into ``target``'s first dim, ``values`` of
     shape ``index.shape + target.shape[1:]``. False (nothing done) where that does not hold or an index
     is out of range, so that the caller's numpy code decides (and raises)."""
-    if (values.dtype != target.dtype or not usable(np, target, values) or type(index) is not np.ndarray
+    if (values.dtype != target.dtype or not usable(np, values, target) or type(index) is not np.ndarray
             or index.dtype != np.int64 or values.shape != index.shape + target.shape[1:] or target.ndim < 1):
         return False
     rows = target.shape[0]

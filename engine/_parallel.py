@@ -173,9 +173,9 @@ def map_rows(xp, fn, *arrays, lead: int) -> None:
     rows, the rest of each array is what one row holds (it may differ between arrays: a softmax's
     scores and their row maxima). Pieces of whole rows, about CHUNK elements of the first array, are
     spread over the threads, so that a kernel of several passes (a softmax, a layer norm) makes them
-    in cache. Once on the whole arrays on CuPy or when one is not C-contiguous, so ``fn`` must work
-    on any leading shape (reduce over trailing axes)."""
-    if xp is not _np or any(not a.flags.c_contiguous for a in arrays):
+    in cache. Once on the whole arrays when they are small (no pieces to make), on CuPy, or when one
+    is not C-contiguous, so ``fn`` must work on any leading shape (reduce over trailing axes)."""
+    if xp is not _np or arrays[0].size < 2 * GRAIN or any(not a.flags.c_contiguous for a in arrays):
         fn(*arrays)
         return
     n = math.prod(arrays[0].shape[:lead])

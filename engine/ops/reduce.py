@@ -336,25 +336,31 @@ def cumsum(input, dim, *, dtype=None):
 
 # ---- softmax family ---------------------------------------------------------------------------------
 
+def _softmax_into(xp, x, e, axis) -> None:
+    """e = softmax(x) over ``axis``: shifted by the row max (array methods: numpy's module functions add
+    ~2 us of dispatch); a row whose max is not finite (all -inf, or with +inf or nan) is nan either way,
+    quietly (as in PyTorch)."""
+    with ieee(xp):
+        xp.subtract(x, x.max(axis=axis, keepdims=True), out=e)
+        xp.exp(e, out=e)
+        e /= e.sum(axis=axis, keepdims=True)
+
+
+def _big_rows(a, dim: int) -> bool:
+    """Big enough for rows split over the threads, and rows along ``dim`` (the last)."""
+    return a.size >= 2 * _parallel.GRAIN and dim % a.ndim == a.ndim - 1
+
+
 class Softmax(Op):
     save_output = True
 
     def forward(self, x):
         xp, dim = self.xp, self.dim
-
-        def kernel(x, e, axis=-1):
-            with ieee(xp):  # a row of only -inf is nan, quietly (as in PyTorch)
-                # shifted by the row max (array methods: numpy's module functions add ~2 us of dispatch);
-                # a row whose max is not finite (all -inf, or with +inf or nan) is nan either way
-                xp.subtract(x, x.max(axis=axis, keepdims=True), out=e)
-                xp.exp(e, out=e)
-                e /= e.sum(axis=axis, keepdims=True)
-
         e = xp.empty_like(x)
-        if x.ndim and dim % x.ndim == x.ndim - 1:  # rows in cache-sized pieces, over the threads
-            _parallel.map_rows(xp, kernel, x, e, lead=x.ndim - 1)
+        if _big_rows(x, dim):  # rows in cache-sized pieces, over the threads
+            _parallel.map_rows(xp, lambda x, e: _softmax_into(xp, x, e, -1), x, e, lead=x.ndim - 1)
         else:
-            kernel(x, e, dim)
+            _softmax_into(xp, x, e, dim)
         return e
 
     def backward(self, g):
@@ -367,20 +373,20 @@ class SoftmaxGrad(Op):
 
     def forward(self, g, y):
         xp, dim = self.xp, self.dim
+        if g.shape == y.shape and _big_rows(y, dim):
+            if _native.usable(xp, g, y):
+                return _native.softmax_backward(g, y)
 
-        def kernel(g, y, out, axis=-1):
-            xp.multiply(g, y, out=out)
-            xp.subtract(g, out.sum(axis=axis, keepdims=True), out=out)
-            out *= y
+            def rows(g, y, out):  # rows in pieces, as Softmax
+                xp.multiply(g, y, out=out)
+                xp.subtract(g, out.sum(axis=-1, keepdims=True), out=out)
+                out *= y
 
-        last = y.ndim and dim % y.ndim == y.ndim - 1
-        if last and g.shape == y.shape and _native.usable(xp, g, y):
-            return _native.softmax_backward(g, y)
-        out = xp.empty(xp.broadcast_shapes(g.shape, y.shape), dtype=xp.result_type(g, y))
-        if g.shape == y.shape and last:  # rows in pieces, as Softmax
-            _parallel.map_rows(xp, kernel, g, y, out, lead=y.ndim - 1)
-        else:
-            kernel(g, y, out, dim)
+            out = xp.empty_like(y)
+            _parallel.map_rows(xp, rows, g, y, out, lead=y.ndim - 1)
+            return out
+        out = g * y
+        out -= y * out.sum(axis=dim, keepdims=True)
         return out
 
     def backward(self, gg):
