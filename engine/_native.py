@@ -1,6 +1,6 @@
-"""The fused CPU kernels of engine/_kernels.c (ReLU's gradient, Adam, layer norm, softmax's and
-max pooling's gradients, embedding gradients' row scatter), called through ctypes on contiguous float32/float64 numpy arrays, split over the engine's
-threads.
+"""The fused CPU kernels of engine/_kernels.c (ReLU's gradient, Adam, layer norm, softmax's and max
+pooling's gradients, an embedding gradient's row scatter), called through ctypes on contiguous
+float32/float64 numpy arrays, split over the engine's threads.
 
 numpy runs one pass over memory per operation; a kernel here runs a whole formula in one pass, which
 is where the CPU spends its time once the GEMMs are done (docs/engine.md, "Native kernels"). The
@@ -49,12 +49,17 @@ _SIGNATURES = {
     "index_add_rows": (_P, _P, _P, _I, _I, _I, _I),
 }
 _FN = {}
-if _LIB is not None:
-    for _name, _args in _SIGNATURES.items():
+try:
+    for _name, _args in _SIGNATURES.items() if _LIB is not None else ():
         for _dt, _sfx in _SUFFIX.items():
             _fn = getattr(_LIB, f"{_name}_{_sfx}")
             _fn.argtypes, _fn.restype = _args, None
             _FN[_name, _dt] = _fn
+except AttributeError as _missing:  # a library built from older sources: run numpy until it is rebuilt
+    import warnings
+    warnings.warn(f"engine: the fused CPU kernels are out of date ({_missing}); running numpy instead. "
+                  "Rebuild them with `pip install -e .` (or `make venv`)", RuntimeWarning, stacklevel=2)
+    _LIB, _FN = None, {}
 
 ready = _LIB is not None
 

@@ -196,3 +196,19 @@ def test_embedding_gradient_same_bits(dtype, numpy_only, monkeypatch):
         assert np.array_equal(a, b)
     with pytest.raises(IndexError):  # out of range: numpy's own error, not a write out of bounds
         engine.tensor(weight0, requires_grad=True)[engine.tensor(np.array([3, 11]))]
+
+
+def test_an_out_of_date_library_falls_back_to_numpy(tmp_path):
+    """A library built from older sources (a kernel missing) must not break `import engine`."""
+    import shutil
+    src = tmp_path / "engine"
+    shutil.copytree(os.path.dirname(engine.__file__), src, ignore=shutil.ignore_patterns("_kernels*.so", "__pycache__"))
+    (src / "_kernels.c").write_text("void relu_grad_f32(void) {}\n")  # one symbol only
+    import sysconfig
+    suffix = sysconfig.get_config_var("EXT_SUFFIX")
+    subprocess.run(["cc", "-shared", "-fPIC", "-o", str(src / f"_kernels{suffix}"), str(src / "_kernels.c")], check=True)
+    code = "import engine, engine._native as n; print(n.ready)"
+    out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True,
+                         env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"})
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "False" and "out of date" in out.stderr
