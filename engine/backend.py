@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from . import _native
+
 _cupy = None
 _cupy_error: Exception | None = None
 
@@ -130,7 +132,6 @@ def scatter_add(xp, target, index, values) -> None:
     """target[index] += values, accumulating over repeated indices (numpy's ufunc.at, cupyx on GPU; rows
     picked by one integer array, as an embedding's gradient, by a fused CPU kernel)."""
     if xp is np:
-        from . import _native
         if not (type(index) is tuple and len(index) == 1 and _native.ready
                 and _native.index_add_rows(target, index[0], values)):
             np.add.at(target, index, values)
