@@ -165,14 +165,15 @@ def index_add_rows(target, index, values) -> bool:
     and with its bits, for contiguous arrays: ``index`` int64 into ``target``'s first dim, ``values`` of
     shape ``index.shape + target.shape[1:]``. False (nothing done) where that does not hold or an index
     is out of range, so that the caller's numpy code decides (and raises)."""
-    if (values.dtype != target.dtype or not usable(np, values, target) or type(index) is not np.ndarray
-            or index.dtype != np.int64 or values.shape != index.shape + target.shape[1:] or target.ndim < 1):
+    if (not usable(np, values, target) or type(index) is not np.ndarray or index.dtype != np.int64
+            or values.shape != index.shape + target.shape[1:] or target.ndim < 1):
         return False
     rows = target.shape[0]
     flat = np.ascontiguousarray(index).reshape(-1)
-    if flat.size and (int(flat.min()) < -rows or int(flat.max()) >= rows):
+    lo, hi = (int(flat.min()), int(flat.max())) if flat.size else (0, 0)
+    if lo < -rows or hi >= rows:
         return False
-    if flat.size and int(flat.min()) < 0:
+    if lo < 0:
         flat = np.where(flat < 0, flat + rows, flat)
     d = target.size // rows if rows else 0
     fn = _FN["index_add_rows", target.dtype]

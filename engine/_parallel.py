@@ -82,6 +82,7 @@ def parallel_for(n: int, fn, per_item: int = 1) -> None:
 
 
 _blas = None  # threadpoolctl's controllers of the BLAS libraries loaded (looked up on first use)
+_blas_saved: list = []  # their thread counts while a block holds them at one
 _blas_lock = threading.Lock()
 _blas_users = 0
 
@@ -89,14 +90,14 @@ _blas_users = 0
 @contextlib.contextmanager
 def _one_blas_thread():
     """BLAS on one thread while the block runs (nested and concurrent blocks share the setting)."""
-    global _blas, _blas_users
+    global _blas, _blas_saved, _blas_users
     with _blas_lock:
         if _blas is None:
             from threadpoolctl import ThreadpoolController
-            _blas = [(c, c.num_threads) for c in ThreadpoolController().select(user_api="blas").lib_controllers]
+            _blas = ThreadpoolController().select(user_api="blas").lib_controllers
         if _blas_users == 0:
-            _blas = [(c, c.num_threads) for c, _ in _blas]
-            for c, _ in _blas:
+            _blas_saved = [c.num_threads for c in _blas]
+            for c in _blas:
                 c.set_num_threads(1)
         _blas_users += 1
     try:
@@ -105,7 +106,7 @@ def _one_blas_thread():
         with _blas_lock:
             _blas_users -= 1
             if _blas_users == 0:
-                for c, n in _blas:
+                for c, n in zip(_blas, _blas_saved):
                     c.set_num_threads(n)
 
 
