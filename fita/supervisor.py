@@ -29,7 +29,7 @@ from workers.queue import forget_worker, rq_connection, sweep
 from workers.records import Records
 from workers.redis_server import RedisServer, connect
 from workers.settings import Settings
-from workers.worker import check_device, cpu_cores
+from workers.worker import check_device
 
 log = logging.getLogger("fita.up")
 
@@ -67,6 +67,11 @@ def ensure_local_key(settings: Settings) -> str | None:
         return path.read_text().strip() or None
     except FileNotFoundError:
         return None
+
+
+def cpu_cores() -> int:
+    """The cores this process may run on (what the engine's thread pool defaults to)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 class Supervisor:

@@ -6,9 +6,8 @@ import sys
 
 import pytest
 
-from fita.supervisor import Supervisor
+from fita.supervisor import Supervisor, cpu_cores
 from workers.settings import Settings
-from workers.worker import cpu_cores
 
 
 def test_settings_read_worker_threads():

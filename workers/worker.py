@@ -130,11 +130,6 @@ def check_device(device: str) -> str:
     return device
 
 
-def cpu_cores() -> int:
-    """The cores this process may run on."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-
-
 def configure_threads(threads: int) -> int:
     """Size the CPU threads of one worker's training, the engine's and BLAS's alike, to ``threads``
     (0: leave both at their defaults: every core, or what OPENBLAS_NUM_THREADS and the like say),
