@@ -157,16 +157,19 @@ def map_chunks(xp, fn, *arrays, chunk: int | None = -1) -> None:
     if flat is None:
         fn(*arrays)
         return
-    n = next(a.size for a in flat if a is not None)
-    chunk = CHUNK if chunk == -1 else chunk
+    _over_pieces(fn, flat, next(a.size for a in flat if a is not None), CHUNK if chunk == -1 else chunk)
 
+
+def _over_pieces(fn, views, n: int, step: int | None, per_item: int = 1) -> None:
+    """``fn`` on pieces of ``step`` items (None: one piece per thread) of the first axis of ``views``
+    (None entries pass through), the items spread over the threads."""
     def run(start, stop):
-        step = chunk or max(stop - start, 1)
-        for s in range(start, stop, step):
-            e = min(s + step, stop)
-            fn(*(None if a is None else a[s:e] for a in flat))
+        size = step or max(stop - start, 1)
+        for s in range(start, stop, size):
+            e = min(s + size, stop)
+            fn(*(None if v is None else v[s:e] for v in views))
 
-    parallel_for(n, run)
+    parallel_for(n, run, per_item=per_item)
 
 
 def map_rows(xp, fn, *arrays, lead: int) -> None:
@@ -182,13 +185,7 @@ def map_rows(xp, fn, *arrays, lead: int) -> None:
     n = math.prod(arrays[0].shape[:lead])
     views = [a.reshape((n,) + a.shape[lead:]) for a in arrays]
     per_row = views[0][0].size if n else 1
-    step = max(1, CHUNK // max(per_row, 1))
-
-    def run(start, stop):
-        for s in range(start, stop, step):
-            fn(*(v[s:min(s + step, stop)] for v in views))
-
-    parallel_for(n, run, per_item=per_row)
+    _over_pieces(fn, views, n, max(1, CHUNK // max(per_row, 1)), per_item=per_row)
 
 
 def ufunc(xp, f, *args, out=None, **kwargs):
