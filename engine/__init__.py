@@ -28,11 +28,14 @@ from .creation import (arange, as_tensor, empty, empty_like, eye, from_numpy, fu
 from .random import Generator, default_generator, get_rng_state, initial_seed, manual_seed, seed, set_rng_state
 from .serialization import load, save
 from ._format import set_printoptions
+from . import _parallel
 from ._parallel import get_num_threads, set_num_threads
 from ._memory import keep_freed_memory
 from .autograd import enable_grad, inference_mode, is_grad_enabled, no_grad, set_grad_enabled
 from . import autograd, cuda, nn, utils
 from . import optim
+
+_parallel.quiet_blas_threads()
 
 # PyTorch's aliases
 float = float32

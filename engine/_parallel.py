@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import ctypes
 import math
 import os
 import threading
@@ -86,15 +87,43 @@ _blas_saved: list = []  # their thread counts while a block holds them at one
 _blas_lock = threading.Lock()
 _blas_users = 0
 
+BLAS_IDLE_SPIN = 16  # log2 of the cycles an idle OpenBLAS thread spins before it sleeps: ~30 µs
+
+
+def _blas_controllers() -> list:
+    global _blas
+    if _blas is None:
+        from threadpoolctl import ThreadpoolController
+        _blas = ThreadpoolController().select(user_api="blas").lib_controllers
+    return _blas
+
+
+def quiet_blas_threads() -> None:
+    """Make OpenBLAS's idle threads sleep ~30 µs after a GEMM instead of spinning ~0.1 s (its default,
+    2**28 cycles) waiting for the next. Spinning, they hold cores that the engine's own threads (a
+    convolution's blocks, a split elementwise pass) and any other framework in the process need: W2's
+    step took 1.4x as long with them, and PyTorch's steps run in the same process by the benchmark
+    took up to 3x as long. Unless ``OPENBLAS_THREAD_TIMEOUT`` is set already (the user's choice
+    stands), it is set here for an OpenBLAS loaded later and for child processes, and one loaded
+    already (numpy imported before the engine) re-reads it and restarts its threads, which start
+    again on the next call (as after a fork). Called once, by ``import engine``."""
+    if "OPENBLAS_THREAD_TIMEOUT" in os.environ:
+        return
+    os.environ["OPENBLAS_THREAD_TIMEOUT"] = str(BLAS_IDLE_SPIN)
+    with _blas_lock:
+        for c in _blas_controllers():
+            lib = ctypes.CDLL(c.filepath) if c.internal_api == "openblas" else None
+            if lib is not None and hasattr(lib, "openblas_read_env") and hasattr(lib, "blas_thread_shutdown_"):
+                lib.openblas_read_env()
+                lib.blas_thread_shutdown_()
+
 
 @contextlib.contextmanager
 def _one_blas_thread():
     """BLAS on one thread while the block runs (nested and concurrent blocks share the setting)."""
-    global _blas, _blas_saved, _blas_users
+    global _blas_saved, _blas_users
     with _blas_lock:
-        if _blas is None:
-            from threadpoolctl import ThreadpoolController
-            _blas = ThreadpoolController().select(user_api="blas").lib_controllers
+        _blas_controllers()
         if _blas_users == 0:
             _blas_saved = [c.num_threads for c in _blas]
             for c in _blas:
