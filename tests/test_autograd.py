@@ -424,3 +424,45 @@ def test_grad_mode_is_per_thread():
         t.join()
         assert not engine.is_grad_enabled()
     assert seen == [True] and engine.is_grad_enabled()
+
+
+def test_a_leaf_keeps_a_fresh_gradient_without_a_copy(monkeypatch):
+    """A gradient only the backward walk holds becomes the leaf's .grad as it is (PyTorch steals it too)."""
+    from engine.nn.functional import common
+    made = []
+    backward = common.Linear.backward
+
+    def recording(self, g):
+        out = backward(self, g)
+        made.extend(weakref.ref(t._data) for t in out if t is not None)  # a strong one would force a copy
+        return out
+
+    monkeypatch.setattr(common.Linear, "backward", recording)
+    lin = engine.nn.Linear(4, 3)
+    lin(engine.randn(5, 4)).sum().backward()
+    assert any(lin.weight.grad._data is r() for r in made) and any(lin.bias.grad._data is r() for r in made)
+
+
+def test_a_shared_gradient_is_copied_into_each_leaf():
+    """The same gradient reaches two leaves, a view of a caller's tensor reaches a leaf, a hook keeps the
+    gradient it saw: each .grad is its own array, and a second backward (adding into .grad in place)
+    changes nothing else."""
+    a, b = engine.randn(3, requires_grad=True), engine.randn(3, requires_grad=True)
+    (a + b).sum().backward()
+    assert not np.shares_memory(a.grad._data, b.grad._data)
+
+    x = engine.randn(2, 3, requires_grad=True)
+    g = engine.ones(6)
+    x.reshape(6).backward(g)
+    x.reshape(6).backward(g)
+    assert not np.shares_memory(x.grad._data, g._data)
+    np.testing.assert_array_equal(g.numpy(), np.ones(6))
+    np.testing.assert_array_equal(x.grad.numpy(), np.full((2, 3), 2.0))
+
+    w = engine.randn(3, requires_grad=True)
+    seen = []
+    w.register_hook(lambda grad: seen.append(grad))
+    (w * 2).sum().backward()
+    (w * 2).sum().backward()
+    np.testing.assert_array_equal(seen[0].numpy(), np.full(3, 2.0))
+    np.testing.assert_array_equal(w.grad.numpy(), np.full(3, 4.0))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import heapq
 import itertools
+import sys
 import weakref
 
 import numpy as _np
@@ -102,13 +103,26 @@ class AccumulateGrad(Node):
                 if new is not None:
                     grad = new
         if leaf.grad is None:
-            # a copy: the incoming gradient may be shared with other leaves or views
-            leaf.grad = grad if grad_mode.is_grad_enabled() else _tensor.Tensor._make(grad._data.copy())
+            # a gradient anything else may hold (another leaf, a view, a hook, the caller) is copied:
+            # later accumulation adds into .grad in place
+            if grad_mode.is_grad_enabled() or _unshared(grad):
+                leaf.grad = grad
+            else:
+                leaf.grad = _tensor.Tensor._make(grad._data.copy())
         elif grad_mode.is_grad_enabled():
             leaf.grad = leaf.grad + grad
         else:
             leaf.grad._data += grad._data
         return ()
+
+
+def _unshared(grad) -> bool:
+    """Whether only the backward walk holds ``grad`` (its buffer list and the caller's name for it) and
+    only ``grad`` holds its array, which owns its memory and has no views (a view holds its base): then
+    a leaf keeps it as its ``.grad`` without a copy, as PyTorch's AccumulateGrad steals a gradient whose
+    use count is 1. Any other holder raises a count, which only ever means a copy."""
+    data = grad._data
+    return getattr(data, "base", True) is None and sys.getrefcount(data) == 3 and sys.getrefcount(grad) == 4
 
 
 class Op(Node):
@@ -313,6 +327,7 @@ def run_backward(tensors, grad_tensors, retain_graph: bool, create_graph: bool, 
                 deps[child] -= 1
                 if deps[child] == 0:
                     heapq.heappush(ready, (-child.seq, child))
+            g = out_grads = None  # the gradients live in the buffers alone (see _unshared)
     finally:
         state.enabled = previous
 
