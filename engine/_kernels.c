@@ -210,3 +210,198 @@ void max_pool_backward_##S(const T *restrict g, const int8_t *restrict arg, T *r
 
 KERNELS(float, f32, sqrtf)
 KERNELS(double, f64, sqrt)
+
+/* ---- Direct convolution, float32, stride 1, one group (engine/ops/conv.py) -------------------------
+ *
+ * No columns. Each sample's input is copied once into zero-padded planes, one per channel, rows of
+ * Wp = Wo + dw*(KW-1) values (it stays in cache), and outputs are computed on a grid of the same
+ * width: grid position q = oh*Wp + ow, so what kernel offset (i, j) reads for q is plane[q + i*dh*Wp +
+ * j*dw], and 16 consecutive grid positions are one vector load. The last Wp - Wo columns of each grid
+ * row are not outputs (they are dropped when rows are copied out): the _Rows layout of conv.py, done
+ * without building columns. A register tile holds OB output channels x PV vectors of positions,
+ * accumulated over (input channel, kernel row, kernel column) with fused multiply-adds: PV loads and
+ * OB broadcast weights, weights laid out (C*KH*KW, O). The transposed convolution (the input's
+ * gradient) is this kernel on the output's gradient with the kernel flipped and C, O swapped. The
+ * weight's gradient sums, per block of samples, grid vectors of products and reduces each sum's lanes
+ * once. Sums run in a fixed order whatever the thread count, but not a GEMM's: results match the
+ * column path to rounding, not in bits.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#if defined(__x86_64__) && defined(__GNUC__) && defined(__linux__)
+#define CONV_VECTORIZED __attribute__((target_clones("avx512f", "arch=haswell", "default")))
+#else
+#define CONV_VECTORIZED
+#endif
+
+#pragma GCC push_options
+#pragma GCC optimize("fp-contract=fast") /* these kernels want FMAs: they replace GEMMs, not numpy passes */
+
+typedef float vf __attribute__((vector_size(64), aligned(4))); /* 16 floats; loads need not be aligned */
+#define VW 16
+#define OB 8 /* output channels per register tile */
+#define PV 3 /* vectors of grid positions per register tile */
+
+typedef struct {
+    int64_t C, H, W, O, Ho, Wo, KH, KW, dh, dw, pt, pl;
+    int64_t Hp, Wp, Q, Qv, plane; /* padded rows and width; grid positions, rounded up to whole tiles; plane size */
+} conv_shape;
+
+static conv_shape conv_shape_of(const int64_t *d) {
+    conv_shape s = {d[0], d[1], d[2], d[3], d[4], d[5], d[6], d[7], d[8], d[9], d[10], d[11], 0, 0, 0, 0, 0};
+    s.Hp = s.Ho + s.dh * (s.KH - 1);
+    s.Wp = s.Wo + s.dw * (s.KW - 1);
+    s.Q = s.Ho * s.Wp;
+    s.Qv = (s.Q + PV * VW - 1) / (PV * VW) * (PV * VW);
+    s.plane = s.Qv + s.dh * (s.KH - 1) * s.Wp + s.dw * (s.KW - 1); /* room for the last tile's reads */
+    return s;
+}
+
+/* One sample (C, H, W) into C planes, zeros around, its top-left at (pt, pl); rows and columns beyond
+   Hp x Wp (which no output reads) are left out. */
+static void pad_sample(const float *x, float *xp, const conv_shape *s) {
+    memset(xp, 0, sizeof(float) * s->C * s->plane);
+    const int64_t w = s->W + s->pl > s->Wp ? s->Wp - s->pl : s->W;
+    for (int64_t c = 0; c < s->C; c++)
+        for (int64_t h = 0; h < s->H && h + s->pt < s->Hp; h++)
+            memcpy(xp + c * s->plane + (h + s->pt) * s->Wp + s->pl, x + (c * s->H + h) * s->W, sizeof(float) * w);
+}
+
+/* Grid positions [q, q + PV*16) of output channels [o, o + nb): into out[k * Qv + ...]. */
+static inline __attribute__((always_inline)) void conv_tile(const float *xp, const float *wt, const float *bias,
+                                                            float *out, const conv_shape *s, int64_t o,
+                                                            int64_t q, const int nb) {
+    vf acc[OB][PV];
+    for (int k = 0; k < nb; k++)
+        for (int v = 0; v < PV; v++)
+            acc[k][v] = (vf){0} + (bias ? bias[o + k] : 0.0f);
+    const float *w = wt + o;
+    for (int64_t c = 0; c < s->C; c++)
+        for (int64_t i = 0; i < s->KH; i++) {
+            const float *xr = xp + c * s->plane + i * s->dh * s->Wp + q;
+            for (int64_t j = 0; j < s->KW; j++, w += s->O) {
+                vf xv[PV];
+                for (int v = 0; v < PV; v++)
+                    xv[v] = *(const vf *)(xr + j * s->dw + v * VW);
+                for (int k = 0; k < nb; k++)
+                    for (int v = 0; v < PV; v++)
+                        acc[k][v] += w[k] * xv[v];
+            }
+        }
+    for (int k = 0; k < nb; k++)
+        for (int v = 0; v < PV; v++)
+            *(vf *)(out + (o + k) * s->Qv + q + v * VW) = acc[k][v];
+}
+
+#define TILE_CASE(NB) case NB: conv_tile(xp, wt, bias, grid, s, o, q, NB); break;
+
+/* y (N, O, Ho, Wo) for samples [n0, n1) of x (N, C, H, W): weights wt (C*KH*KW, O), bias (O) or NULL;
+   dims: C H W O Ho Wo KH KW dh dw pt pl. */
+CONV_VECTORIZED void conv2d_f32(const float *restrict x, const float *restrict wt, const float *restrict bias,
+                                float *restrict y, int64_t n0, int64_t n1, const int64_t *dims) {
+    const conv_shape sh = conv_shape_of(dims), *s = &sh;
+    float *xp = malloc(sizeof(float) * (s->C * s->plane + s->O * s->Qv));
+    if (!xp)
+        abort();
+    float *grid = xp + s->C * s->plane;
+    for (int64_t n = n0; n < n1; n++) {
+        pad_sample(x + n * s->C * s->H * s->W, xp, s);
+        for (int64_t o = 0; o < s->O; o += OB) {
+            const int nb = s->O - o >= OB ? OB : (int)(s->O - o);
+            for (int64_t q = 0; q < s->Qv; q += PV * VW)
+                switch (nb) {
+                    TILE_CASE(8) TILE_CASE(7) TILE_CASE(6) TILE_CASE(5)
+                    TILE_CASE(4) TILE_CASE(3) TILE_CASE(2) TILE_CASE(1)
+                }
+        }
+        float *yn = y + n * s->O * s->Ho * s->Wo;
+        for (int64_t o = 0; o < s->O; o++)
+            for (int64_t r = 0; r < s->Ho; r++) {
+                float *dst = yn + (o * s->Ho + r) * s->Wo;
+                const float *src = grid + o * s->Qv + r * s->Wp;
+                for (int64_t c = 0; c < s->Wo; c++)
+                    dst[c] = src[c];
+            }
+    }
+    free(xp);
+}
+
+#define GB 4 /* output channels per weight-gradient tile */
+#define KB 5 /* (input channel, kernel row, kernel column) triples per weight-gradient tile */
+
+/* Sums over samples and grid positions for output channels [o, o + nb) and triples [k, k + kb): each
+   a vector of partial sums whose lanes are added (in lane order) at the end. */
+static inline __attribute__((always_inline)) void weight_tile(const float *xps, const float *gps, float *gw,
+                                                              const conv_shape *s, int64_t samples,
+                                                              int64_t o, int64_t k, const int nb, const int kb) {
+    int64_t off[KB];
+    for (int b = 0; b < kb; b++) { /* where triple k + b reads, from a grid position */
+        const int64_t t = k + b, c = t / (s->KH * s->KW), i = t / s->KW % s->KH, j = t % s->KW;
+        off[b] = c * s->plane + i * s->dh * s->Wp + j * s->dw;
+    }
+    vf acc[GB][KB];
+    for (int a = 0; a < nb; a++)
+        for (int b = 0; b < kb; b++)
+            acc[a][b] = (vf){0};
+    for (int64_t n = 0; n < samples; n++) {
+        const float *xp = xps + n * s->C * s->plane, *gp = gps + (n * s->O + o) * s->Qv;
+        for (int64_t q = 0; q < s->Qv; q += VW) {
+            vf gv[GB], xv[KB];
+            for (int a = 0; a < nb; a++)
+                gv[a] = *(const vf *)(gp + a * s->Qv + q);
+            for (int b = 0; b < kb; b++)
+                xv[b] = *(const vf *)(xp + off[b] + q);
+            for (int a = 0; a < nb; a++)
+                for (int b = 0; b < kb; b++)
+                    acc[a][b] += gv[a] * xv[b];
+        }
+    }
+    for (int a = 0; a < nb; a++)
+        for (int b = 0; b < kb; b++) {
+            float sum = 0;
+            for (int l = 0; l < VW; l++)
+                sum += acc[a][b][l];
+            gw[(k + b) * s->O + o + a] = sum;
+        }
+}
+
+#define WT_CASE(NB, KB_) case KB_: weight_tile(xps, gps, gw, s, samples, o, k, NB, KB_); break;
+#define WT_CASES(NB)                                                                                 \
+    switch (kb) { WT_CASE(NB, 5) WT_CASE(NB, 4) WT_CASE(NB, 3) WT_CASE(NB, 2) WT_CASE(NB, 1) }      \
+    break;
+
+/* The weight's gradient from samples [n0, n1) of x (N, C, H, W) and of the output's gradient g (N, O,
+   Ho, Wo), written (not added) into gw (C*KH*KW, O); dims as conv2d_f32's. */
+CONV_VECTORIZED void conv2d_weight_f32(const float *restrict x, const float *restrict g, float *restrict gw,
+                                       int64_t n0, int64_t n1, const int64_t *dims) {
+    const conv_shape sh = conv_shape_of(dims), *s = &sh;
+    const int64_t samples = n1 - n0, K = s->C * s->KH * s->KW;
+    float *xps = malloc(sizeof(float) * samples * (s->C * s->plane + s->O * s->Qv));
+    if (!xps)
+        abort();
+    float *gps = xps + samples * s->C * s->plane;
+    memset(gps, 0, sizeof(float) * samples * s->O * s->Qv); /* the grid's extra columns and tail stay 0 */
+    for (int64_t n = 0; n < samples; n++) {
+        pad_sample(x + (n0 + n) * s->C * s->H * s->W, xps + n * s->C * s->plane, s);
+        for (int64_t o = 0; o < s->O; o++)
+            for (int64_t r = 0; r < s->Ho; r++)
+                memcpy(gps + (n * s->O + o) * s->Qv + r * s->Wp, g + (((n0 + n) * s->O + o) * s->Ho + r) * s->Wo,
+                       sizeof(float) * s->Wo);
+    }
+    for (int64_t o = 0; o < s->O; o += GB) {
+        const int nb = s->O - o >= GB ? GB : (int)(s->O - o);
+        for (int64_t k = 0; k < K; k += KB) {
+            const int kb = K - k >= KB ? KB : (int)(K - k);
+            switch (nb) {
+            case 4: WT_CASES(4)
+            case 3: WT_CASES(3)
+            case 2: WT_CASES(2)
+            default: WT_CASES(1)
+            }
+        }
+    }
+    free(xps);
+}
+
+#pragma GCC pop_options

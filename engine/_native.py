@@ -1,6 +1,6 @@
 """The fused CPU kernels of engine/_kernels.c (ReLU's gradient, Adam, layer norm, softmax's and max
-pooling's gradients, an embedding gradient's row scatter), called through ctypes on contiguous
-float32/float64 numpy arrays, split over the engine's threads.
+pooling's gradients, an embedding gradient's row scatter, direct float32 convolutions), called through
+ctypes on contiguous float32/float64 numpy arrays, split over the engine's threads.
 
 numpy runs one pass over memory per operation; a kernel here runs a whole formula in one pass, which
 is where the CPU spends its time once the GEMMs are done (docs/engine.md, "Native kernels"). The
@@ -47,11 +47,16 @@ _SIGNATURES = {
     "max_pool_backward": (_P, _P, _P, _I, _I, _I, _I, _I, _I, _P),
     "softmax_backward": (_P, _P, _P, _I, _I, _I),
     "index_add_rows": (_P, _P, _P, _I, _I, _I, _I),
+    "conv2d": (_P, _P, _P, _P, _I, _I, _P),
+    "conv2d_weight": (_P, _P, _P, _I, _I, _P),
 }
+_FLOAT32_ONLY = {"conv2d", "conv2d_weight"}
 _FN = {}
 try:
     for _name, _args in _SIGNATURES.items() if _LIB is not None else ():
         for _dt, _sfx in _SUFFIX.items():
+            if _name in _FLOAT32_ONLY and _sfx != "f32":
+                continue
             _fn = getattr(_LIB, f"{_name}_{_sfx}")
             _fn.argtypes, _fn.restype = _args, None
             _FN[_name, _dt] = _fn
@@ -180,3 +185,69 @@ def index_add_rows(target, index, values) -> bool:
     ptrs = (_ptr(target), flat.ctypes.data, _ptr(values))
     _parallel.parallel_for(d, lambda s, e: fn(*ptrs, flat.size, d, s, e), per_item=flat.size)
     return True
+
+
+# ---- direct convolutions (float32, stride 1, one group): _kernels.c says how they work ------------------
+
+CONV_SCRATCH = 1 << 18  # floats of padded inputs and gradients a block of the weight gradient keeps (~1 MB)
+
+
+def conv_fits(xp, geo, *arrays, transposed: bool = False) -> bool:
+    """Whether the direct kernels take this convolution: float32 numpy arrays, C-contiguous, stride 1,
+    one group; a transposed one (the input's gradient) also needs padding of at most the kernel's
+    reach (top and left), which its flipped kernel then reads as padding of its own."""
+    if not usable(xp, *arrays) or arrays[0].dtype != np.float32 or geo.stride != (1, 1) or geo.groups != 1:
+        return False
+    if transposed:
+        return all(lo <= d * (k - 1) for (lo, _), d, k in zip(geo.padding, geo.dilation, geo.kernel))
+    return True
+
+
+def _conv_dims(x_shape, out_channels: int, out_size, kernel, dilation, pad_top_left) -> np.ndarray:
+    (C, H, W), (Ho, Wo) = x_shape[1:], out_size
+    return np.array([C, H, W, out_channels, Ho, Wo, *kernel, *dilation, *pad_top_left], dtype=np.int64)
+
+
+def _conv(x, wt, bias, out_channels: int, out_size, kernel, dilation, pad_top_left):
+    """The kernel on x (N, C, H, W) with weights wt laid out (C*KH*KW, O): (N, O, *out_size)."""
+    y = np.empty((x.shape[0], out_channels) + tuple(out_size), dtype=np.float32)
+    dims = _conv_dims(x.shape, out_channels, out_size, kernel, dilation, pad_top_left)
+    fn, ptrs = _FN["conv2d", x.dtype], (_ptr(x), _ptr(wt), _ptr(bias), _ptr(y))
+    _parallel.parallel_for(x.shape[0], lambda s, e: fn(*ptrs, s, e, dims.ctypes.data), per_item=y[0].size)
+    return y
+
+
+def conv2d(x, w, b, geo, out):
+    """Convolution's forward: x (N, C, H, W), w (O, C, KH, KW), b (O) or None -> (N, O, *out)."""
+    wt = np.ascontiguousarray(w.transpose(1, 2, 3, 0))
+    pad = tuple(lo for lo, _ in geo.padding)
+    return _conv(x, wt, b, w.shape[0], out, geo.kernel, geo.dilation, pad)
+
+
+def conv2d_transpose(g, w, geo, size):
+    """Convolution's input gradient: g (N, O, Ho, Wo) -> (N, C, *size), a convolution of g with the
+    flipped kernel, C and O swapped, padded by the kernel's reach less the forward's padding."""
+    wt = np.ascontiguousarray(w[:, :, ::-1, ::-1].transpose(0, 2, 3, 1))  # (O, KH, KW, C)
+    pad = tuple(d * (k - 1) - lo for (lo, _), d, k in zip(geo.padding, geo.dilation, geo.kernel))
+    return _conv(g, wt, None, w.shape[1], size, geo.kernel, geo.dilation, pad)
+
+
+def conv2d_weight(x, g, geo):
+    """Convolution's weight gradient: x (N, C, H, W), g (N, O, Ho, Wo) -> (O, C, KH, KW). Blocks of
+    samples (as many as fit CONV_SCRATCH) go to the threads; their sums are added in block order, so
+    the result does not depend on the thread count."""
+    (N, C), O, (kh, kw) = x.shape[:2], g.shape[1], geo.kernel
+    dims = _conv_dims(x.shape, O, g.shape[2:], geo.kernel, geo.dilation, tuple(lo for lo, _ in geo.padding))
+    wp, ho = g.shape[3] + geo.dilation[1] * (kw - 1), g.shape[2]
+    per_sample = (C + O) * (ho + geo.dilation[0] * (kh - 1)) * wp
+    step = max(1, min(N, CONV_SCRATCH // per_sample))
+    starts = list(range(0, N, step))
+    parts = np.empty((len(starts), C * kh * kw, O), dtype=np.float32)
+    fn, ptrs = _FN["conv2d_weight", x.dtype], (_ptr(x), _ptr(g))
+
+    def run(first, last):
+        for k in range(first, last):
+            fn(*ptrs, _ptr(parts[k]), starts[k], min(N, starts[k] + step), dims.ctypes.data)
+
+    _parallel.parallel_for(len(starts), run, per_item=step * per_sample * (kh * kw))
+    return np.ascontiguousarray(parts.sum(0).T).reshape(O, C, kh, kw)

@@ -212,3 +212,93 @@ def test_an_out_of_date_library_falls_back_to_numpy(tmp_path):
                          env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"})
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "False" and "out of date" in out.stderr
+
+
+# Direct float32 convolutions: (in channels, out channels, input size, Geometry's kernel, padding, dilation).
+# Channel counts off the kernels' tiles (8 outputs, 5 triples), asymmetric and zero padding, dilation, a
+# one-row (conv1d) input, and a padding the transposed kernel cannot take (it falls back to columns).
+CONVS = [
+    (3, 5, (9, 11), (3, 3), ((1, 1), (1, 1)), (1, 1)),
+    (1, 32, (12, 12), (3, 3), ((1, 1), (1, 1)), (1, 1)),
+    (4, 17, (10, 7), (2, 5), ((0, 1), (2, 2)), (2, 1)),
+    (6, 9, (1, 30), (1, 4), ((0, 0), (3, 0)), (1, 1)),
+    (2, 8, (8, 8), (3, 3), ((0, 0), (0, 0)), (1, 1)),
+    (2, 3, (6, 6), (3, 3), ((3, 3), (3, 3)), (1, 1)),
+]
+
+
+def _conv_ops(case, rng, out=None):
+    """Each of the three convolution ops on random float32 operands: forward (with bias), the input's
+    gradient and the weight's gradient, as numpy arrays."""
+    from engine.ops import conv as C
+    c_in, c_out, size, kernel, padding, dilation = case
+    geo = C.Geometry(kernel, (1, 1), padding, dilation, 1)
+    out = out or geo.out_size(size)
+    x = rng.standard_normal((5, c_in) + size).astype(np.float32)
+    w = rng.standard_normal((c_out, c_in) + kernel).astype(np.float32)
+    b, b_t = rng.standard_normal(c_out).astype(np.float32), rng.standard_normal(c_in).astype(np.float32)
+    g = rng.standard_normal((5, c_out) + tuple(out)).astype(np.float32)
+    results = []
+    for cls, args, params in ((C.Convolution, (x, w, b), dict(out=tuple(out))),
+                              (C.ConvolutionTranspose, (g, w, b_t), dict(size=size)),
+                              (C.ConvolutionWeight, (x, g), {})):
+        op = cls(geo=geo, **params)
+        op.xp = np
+        results.append(op.forward(*args))
+    return results
+
+
+@pytest.mark.parametrize("case", CONVS)
+def test_direct_convolutions_match_the_column_path(case, numpy_only, monkeypatch):
+    ran = []
+    monkeypatch.setattr(_native, "_conv", lambda *a, _f=_native._conv: ran.append(1) or _f(*a))
+    out = {}
+    for native in (True, False):
+        numpy_only(not native)
+        out[native] = _conv_ops(case, np.random.default_rng(8))
+    for a, b in zip(out[True], out[False]):
+        assert a.shape == b.shape and a.dtype == b.dtype == np.float32
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5 * np.abs(b).max())
+    transposable = all(lo <= d * (k - 1) for (lo, _), d, k in zip(case[4], case[5], case[3]))
+    assert len(ran) == 1 + transposable  # the kernels ran (forward, and the transposed one where it fits)
+
+
+def test_a_cropped_convolution_output(numpy_only):
+    """Convolution with an explicit output smaller than the input allows (a transposed convolution's
+    backward with output_padding asks for one)."""
+    out = {}
+    for native in (True, False):
+        numpy_only(not native)
+        out[native] = _conv_ops(CONVS[0], np.random.default_rng(9), out=(7, 8))
+    for a, b in zip(out[True], out[False]):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5 * np.abs(b).max())
+
+
+def test_direct_convolutions_do_not_depend_on_threads(monkeypatch):
+    monkeypatch.setattr(engine._parallel, "GRAIN", 7)
+    monkeypatch.setattr(_native, "SMALL", 0)
+    monkeypatch.setattr(_native, "CONV_SCRATCH", 2000)  # several blocks of samples for the weight gradient
+    before = engine.get_num_threads()
+    try:
+        runs = [(engine.set_num_threads(n), _conv_ops(CONVS[2], np.random.default_rng(10)))[1] for n in (1, 3)]
+    finally:
+        engine.set_num_threads(before)
+    assert all(np.array_equal(a, b) for a, b in zip(*runs))
+
+
+@pytest.mark.torch
+def test_direct_convolution_layer_matches_torch(monkeypatch):
+    """W2's second layer (32 -> 64 channels, 3x3, 'same'), forward and both gradients, against PyTorch."""
+    torch = pytest.importorskip("torch")
+    monkeypatch.setattr(_native, "SMALL", 0)
+    rng = np.random.default_rng(11)
+    x0, g0 = rng.standard_normal((6, 32, 14, 14), dtype=np.float32), rng.standard_normal((6, 64, 14, 14), dtype=np.float32)
+    conv = engine.nn.Conv2d(32, 64, 3, padding=1)
+    ref = torch.nn.Conv2d(32, 64, 3, padding=1)
+    ref.load_state_dict({k: torch.from_numpy(v.numpy().copy()) for k, v in conv.state_dict().items()})
+    x, tx = engine.tensor(x0, requires_grad=True), torch.tensor(x0, requires_grad=True)
+    y, ty = conv(x), ref(tx)
+    y.backward(engine.tensor(g0))
+    ty.backward(torch.from_numpy(g0))
+    for a, b in ((y, ty), (x.grad, tx.grad), (conv.weight.grad, ref.weight.grad), (conv.bias.grad, ref.bias.grad)):
+        np.testing.assert_allclose(a.detach().numpy(), b.detach().numpy(), rtol=1e-4, atol=1e-4)

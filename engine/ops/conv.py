@@ -238,6 +238,8 @@ class Convolution(Op):
     def forward(self, x, w, b):
         xp, geo = self.xp, self.geo
         N, out, G, O = x.shape[0], self.out or geo.out_size(x.shape[2:]), geo.groups, w.shape[0]
+        if _native.conv_fits(xp, geo, x, w, b):
+            return _native.conv2d(x, w, b, geo, out)
         L = out[0] * out[1]
         wm = _offset_major(xp, w, G)
         bias = b.reshape(G, O // G, 1) if b is not None else None
@@ -281,6 +283,11 @@ class ConvolutionTranspose(Op):
 
     def forward(self, y, w, b):
         xp, geo = self.xp, self.geo
+        if _native.conv_fits(xp, geo, y, w, b, transposed=True):
+            x = _native.conv2d_transpose(y, w, geo, self.size)
+            if b is not None:
+                x += b.reshape(-1, 1, 1)
+            return x
         (N, O), G, K, Cg = y.shape[:2], geo.groups, geo.kernel[0] * geo.kernel[1], w.shape[1]
         wt = xp.ascontiguousarray(_offset_major(xp, w, G).transpose(0, 2, 1))  # (G, K * C/G, O/G)
         x = xp.empty((N, G * Cg) + tuple(self.size), dtype=y.dtype)
@@ -324,6 +331,8 @@ class ConvolutionWeight(Op):
 
     def forward(self, x, y):
         xp, geo = self.xp, self.geo
+        if _native.conv_fits(xp, geo, x, y):
+            return _native.conv2d_weight(x, y, geo)
         (N, C), (O, *out), G = x.shape[:2], y.shape[1:], self.geo.groups
         K, L = geo.kernel[0] * geo.kernel[1], out[0] * out[1]
         by_sample = G == 1 and K * C < O
