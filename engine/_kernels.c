@@ -405,3 +405,62 @@ CONV_VECTORIZED void conv2d_weight_f32(const float *restrict x, const float *res
 }
 
 #pragma GCC pop_options
+
+/* ---- 2x2 max pooling at stride 2 (MaxPool2d(2), the usual one), float32, AVX-512 --------------------
+ *
+ * conv.py's max_windows does every kind of window in numpy: nine strided passes. Its rows here are
+ * short (14 or 7 outputs in W2), too short for a compiler's vector loop, whose scalar remainder then
+ * mispredicts on every comparison; so this is written with AVX-512 masks: one masked vector per 16
+ * outputs of a row, the two input rows deinterleaved into the window's four values. max_windows'
+ * exact rules: the max is a chain of numpy's maximum (a NaN wins), the offset the count of leading
+ * offsets strictly below the max. Machines without AVX-512 keep the numpy code.
+ */
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+#define POOL_AVX512 __attribute__((target("avx512f")))
+
+int max_pool_2x2_available(void) { return __builtin_cpu_supports("avx512f"); }
+
+/* numpy's maximum(m, e): m where m >= e or m is NaN, else e */
+POOL_AVX512 static inline __m512 max_np(__m512 m, __m512 e) {
+    const __mmask16 keep = _mm512_cmp_ps_mask(m, e, _CMP_GE_OQ) | _mm512_cmp_ps_mask(m, m, _CMP_UNORD_Q);
+    return _mm512_mask_blend_ps(keep, e, m);
+}
+
+/* planes [p0, p1) of (h, w) -> best and arg, (ho, wo) each, with w >= 2 * wo and h >= 2 * ho */
+POOL_AVX512 void max_pool_2x2_f32(const float *restrict x, float *restrict best, int8_t *restrict arg,
+                                  int64_t p0, int64_t p1, int64_t h, int64_t w, int64_t ho, int64_t wo) {
+    const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+    const __m512i odd = _mm512_add_epi32(even, _mm512_set1_epi32(1));
+    const __m512i one = _mm512_set1_epi32(1);
+    for (int64_t p = p0; p < p1; p++)
+        for (int64_t r = 0; r < ho; r++) {
+            const float *r0 = x + (p * h + 2 * r) * w, *r1 = r0 + w;
+            float *b = best + (p * ho + r) * wo;
+            int8_t *a = arg + (p * ho + r) * wo;
+            for (int64_t c = 0; c < wo; c += 16) {
+                const int n = wo - c < 16 ? (int)(wo - c) : 16;
+                const __mmask16 out = (__mmask16)((1u << n) - 1);
+                const __mmask16 lo = (__mmask16)(n >= 8 ? 0xFFFFu : (1u << (2 * n)) - 1);
+                const __mmask16 hi = (__mmask16)(n > 8 ? (1u << (2 * n - 16)) - 1 : 0);
+                const __m512 t_lo = _mm512_maskz_loadu_ps(lo, r0 + 2 * c), t_hi = _mm512_maskz_loadu_ps(hi, r0 + 2 * c + 16);
+                const __m512 b_lo = _mm512_maskz_loadu_ps(lo, r1 + 2 * c), b_hi = _mm512_maskz_loadu_ps(hi, r1 + 2 * c + 16);
+                const __m512 v0 = _mm512_permutex2var_ps(t_lo, even, t_hi), v1 = _mm512_permutex2var_ps(t_lo, odd, t_hi);
+                const __m512 v2 = _mm512_permutex2var_ps(b_lo, even, b_hi), v3 = _mm512_permutex2var_ps(b_lo, odd, b_hi);
+                const __m512 m = max_np(max_np(max_np(v0, v1), v2), v3);
+                const __mmask16 l0 = _mm512_cmp_ps_mask(v0, m, _CMP_LT_OQ);
+                const __mmask16 l1 = l0 & _mm512_cmp_ps_mask(v1, m, _CMP_LT_OQ);
+                const __mmask16 l2 = l1 & _mm512_cmp_ps_mask(v2, m, _CMP_LT_OQ);
+                __m512i k = _mm512_maskz_mov_epi32(l0, one);
+                k = _mm512_add_epi32(k, _mm512_maskz_mov_epi32(l1, one));
+                k = _mm512_add_epi32(k, _mm512_maskz_mov_epi32(l2, one));
+                _mm512_mask_storeu_ps(b + c, out, m);
+                _mm512_mask_cvtepi32_storeu_epi8(a + c, out, k);
+            }
+        }
+}
+#else
+int max_pool_2x2_available(void) { return 0; }
+void max_pool_2x2_f32(const float *x, float *best, int8_t *arg, int64_t p0, int64_t p1, int64_t h, int64_t w,
+                      int64_t ho, int64_t wo) { (void)x; (void)best; (void)arg; (void)p0; (void)p1; (void)h; (void)w; (void)ho; (void)wo; }
+#endif

@@ -44,13 +44,14 @@ _SIGNATURES = {
     "adam": (_P, _P, _P, _P, _P, _I, _D, _D, ctypes.c_int, _D, _D, _D, _D, _D, _D),
     "layer_norm": (_P, _P, _P, _P, _P, _P, _I, _I, _I, _D),
     "layer_norm_backward": (_P, _P, _P, _P, _P, _P, _P, _P, _P, _I, _I, _I),
+    "max_pool_2x2": (_P, _P, _P, _I, _I, _I, _I, _I, _I),
     "max_pool_backward": (_P, _P, _P, _I, _I, _I, _I, _I, _I, _P),
     "softmax_backward": (_P, _P, _P, _I, _I, _I),
     "index_add_rows": (_P, _P, _P, _I, _I, _I, _I),
     "conv2d": (_P, _P, _P, _P, _I, _I, _P),
     "conv2d_weight": (_P, _P, _P, _I, _I, _P),
 }
-_FLOAT32_ONLY = {"conv2d", "conv2d_weight"}
+_FLOAT32_ONLY = {"conv2d", "conv2d_weight", "max_pool_2x2"}
 _FN = {}
 try:
     for _name, _args in _SIGNATURES.items() if _LIB is not None else ():
@@ -67,6 +68,7 @@ except AttributeError as _missing:  # a library built from older sources: run nu
     _LIB, _FN = None, {}
 
 ready = _LIB is not None
+pool_2x2_ready = ready and bool(_LIB.max_pool_2x2_available())  # an AVX-512 kernel: other machines run numpy
 
 
 def usable(xp, *arrays) -> bool:
@@ -150,6 +152,24 @@ def layer_norm_backward(g, x, w, mean, rstd, want_gx: bool, want_gw: bool, want_
 def _pool_geometry(geo) -> np.ndarray:
     (kh, kw), (sh, sw), ((top, _), (left, _)), (dh, dw) = geo.kernel, geo.stride, geo.padding, geo.dilation
     return np.array([kh, kw, sh, sw, top, left, dh, dw], dtype=np.int64)
+
+
+def pool_2x2_fits(xp, x, geo, out) -> bool:
+    """Whether ``max_pool_2x2`` takes this max pooling: MaxPool2d(2)'s windows on float32 numpy x."""
+    return (pool_2x2_ready and geo.kernel == geo.stride == (2, 2) and geo.dilation == (1, 1)
+            and geo.padding == ((0, 0), (0, 0)) and usable(xp, x) and x.dtype == np.float32
+            and tuple(out) == (x.shape[2] // 2, x.shape[3] // 2))
+
+
+def max_pool_2x2(x):
+    """max_windows (engine/ops/conv.py) for 2x2 windows at stride 2, no padding, on contiguous float32
+    x (N, C, H, W): each window's max (N, C, H//2, W//2) and the kernel offset of its first maximum (int8)."""
+    n, c, h, w = x.shape
+    best = np.empty((n, c, h // 2, w // 2), dtype=x.dtype)
+    arg = np.empty(best.shape, dtype=np.int8)
+    fn, ptrs = _FN["max_pool_2x2", x.dtype], (_ptr(x), _ptr(best), arg.ctypes.data)
+    _parallel.parallel_for(n * c, lambda s, e: fn(*ptrs, s, e, h, w, h // 2, w // 2), per_item=h * w)
+    return best, arg
 
 
 def max_pool_backward(g, arg, shape, geo):

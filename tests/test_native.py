@@ -302,3 +302,26 @@ def test_direct_convolution_layer_matches_torch(monkeypatch):
     ty.backward(torch.from_numpy(g0))
     for a, b in ((y, ty), (x.grad, tx.grad), (conv.weight.grad, ref.weight.grad), (conv.bias.grad, ref.bias.grad)):
         np.testing.assert_allclose(a.detach().numpy(), b.detach().numpy(), rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("shape", [(2, 3, 9, 8), (1, 2, 4, 37), (2, 1, 64, 70), (3, 2, 2, 2), (1, 1, 5, 3)])
+def test_max_pool_2x2_kernel_same_bits(shape, numpy_only, monkeypatch):
+    """MaxPool2d(2)'s own kernel: the numpy code's values and offsets for any row length (one masked vector
+    per 16 outputs), odd sizes, NaNs, ties and infinities."""
+    if not _native.pool_2x2_ready:
+        pytest.skip("the 2x2 pooling kernel needs AVX-512; this machine runs the numpy code")
+    ran = []
+    monkeypatch.setattr(_native, "max_pool_2x2", lambda x, _f=_native.max_pool_2x2: ran.append(1) or _f(x))
+    rng = np.random.default_rng(12)
+    x0 = np.round(rng.standard_normal(shape) * 2).astype(np.float32)  # many ties
+    x0.flat[::7] = np.nan
+    x0.flat[3::11] = np.inf
+    x0.flat[5::13] = -np.inf
+    out = {}
+    for native in (True, False):
+        numpy_only(not native)
+        y, idx = engine.nn.functional.max_pool2d(engine.tensor(x0), 2, return_indices=True)
+        out[native] = y.numpy(), idx.numpy()
+    assert ran == [1]
+    assert np.array_equal(out[True][0], out[False][0], equal_nan=True)
+    assert np.array_equal(out[True][1], out[False][1])

@@ -440,7 +440,9 @@ def max_windows(xp, x, geo: Geometry, out):
     its last NaN.) Works on the strided views of each kernel offset, without copying them out: the max
     is a chain of pairwise maxima, and the argmax counts the leading offsets strictly below the max (the
     first offset not below it is the first maximum; every comparison with NaN is false). Samples are
-    split over the threads."""
+    split over the threads. MaxPool2d(2)'s windows on float32 have a kernel of their own (_native.py)."""
+    if _native.pool_2x2_fits(xp, x, geo, out):
+        return _native.max_pool_2x2(x)
     offsets = geo.offsets(out)
     best = xp.empty(x.shape[:2] + tuple(out), dtype=x.dtype)
     arg = xp.zeros(best.shape, dtype=xp.int8 if len(offsets) <= 127 else xp.int32)
