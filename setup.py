@@ -6,5 +6,5 @@ from setuptools import Extension, setup
 setup(ext_modules=[Extension(
     "engine._kernels", ["engine/_kernels.c"], optional=True,
     # no fused multiply-adds: the elementwise kernels must round exactly as the numpy code they replace
-    extra_compile_args=["-O3", "-ffp-contract=off", "-fno-math-errno", "-std=c99"],
+    extra_compile_args=["-O3", "-ffp-contract=off", "-fno-math-errno", "-std=c11"],
 )])

@@ -255,7 +255,16 @@ static conv_shape conv_shape_of(const int64_t *d) {
     s.Q = s.Ho * s.Wp;
     s.Qv = (s.Q + PV * VW - 1) / (PV * VW) * (PV * VW);
     s.plane = s.Qv + s.dh * (s.KH - 1) * s.Wp + s.dw * (s.KW - 1); /* room for the last tile's reads */
+    s.plane = (s.plane + VW - 1) / VW * VW; /* whole cache lines: each plane starts on one */
     return s;
+}
+
+/* n floats on whole cache lines (aligned_alloc wants a size that is a multiple of the alignment) */
+static float *scratch(int64_t n) {
+    float *p = aligned_alloc(64, (sizeof(float) * n + 63) / 64 * 64);
+    if (!p)
+        abort();
+    return p;
 }
 
 /* One sample (C, H, W) into C planes, zeros around, its top-left at (pt, pl); rows and columns beyond
@@ -301,9 +310,7 @@ static inline __attribute__((always_inline)) void conv_tile(const float *xp, con
 CONV_VECTORIZED void conv2d_f32(const float *restrict x, const float *restrict wt, const float *restrict bias,
                                 float *restrict y, int64_t n0, int64_t n1, const int64_t *dims) {
     const conv_shape sh = conv_shape_of(dims), *s = &sh;
-    float *xp = malloc(sizeof(float) * (s->C * s->plane + s->O * s->Qv));
-    if (!xp)
-        abort();
+    float *xp = scratch(s->C * s->plane + s->O * s->Qv);
     float *grid = xp + s->C * s->plane;
     for (int64_t n = n0; n < n1; n++) {
         pad_sample(x + n * s->C * s->H * s->W, xp, s);
@@ -327,8 +334,8 @@ CONV_VECTORIZED void conv2d_f32(const float *restrict x, const float *restrict w
     free(xp);
 }
 
-#define GB 4 /* output channels per weight-gradient tile */
-#define KB 5 /* (input channel, kernel row, kernel column) triples per weight-gradient tile */
+#define GB 8 /* output channels per weight-gradient tile */
+#define KB 3 /* (input channel, kernel row, kernel column) triples per weight-gradient tile */
 
 /* Sums over samples and grid positions for output channels [o, o + nb) and triples [k, k + kb): each
    a vector of partial sums whose lanes are added (in lane order) at the end. */
@@ -368,7 +375,7 @@ static inline __attribute__((always_inline)) void weight_tile(const float *xps, 
 
 #define WT_CASE(NB, KB_) case KB_: weight_tile(xps, gps, gw, s, samples, o, k, NB, KB_); break;
 #define WT_CASES(NB)                                                                                 \
-    switch (kb) { WT_CASE(NB, 5) WT_CASE(NB, 4) WT_CASE(NB, 3) WT_CASE(NB, 2) WT_CASE(NB, 1) }      \
+    switch (kb) { WT_CASE(NB, 3) WT_CASE(NB, 2) WT_CASE(NB, 1) }                                    \
     break;
 
 /* The weight's gradient from samples [n0, n1) of x (N, C, H, W) and of the output's gradient g (N, O,
@@ -377,9 +384,7 @@ CONV_VECTORIZED void conv2d_weight_f32(const float *restrict x, const float *res
                                        int64_t n0, int64_t n1, const int64_t *dims) {
     const conv_shape sh = conv_shape_of(dims), *s = &sh;
     const int64_t samples = n1 - n0, K = s->C * s->KH * s->KW;
-    float *xps = malloc(sizeof(float) * samples * (s->C * s->plane + s->O * s->Qv));
-    if (!xps)
-        abort();
+    float *xps = scratch(samples * (s->C * s->plane + s->O * s->Qv));
     float *gps = xps + samples * s->C * s->plane;
     memset(gps, 0, sizeof(float) * samples * s->O * s->Qv); /* the grid's extra columns and tail stay 0 */
     for (int64_t n = 0; n < samples; n++) {
@@ -394,6 +399,10 @@ CONV_VECTORIZED void conv2d_weight_f32(const float *restrict x, const float *res
         for (int64_t k = 0; k < K; k += KB) {
             const int kb = K - k >= KB ? KB : (int)(K - k);
             switch (nb) {
+            case 8: WT_CASES(8)
+            case 7: WT_CASES(7)
+            case 6: WT_CASES(6)
+            case 5: WT_CASES(5)
             case 4: WT_CASES(4)
             case 3: WT_CASES(3)
             case 2: WT_CASES(2)
