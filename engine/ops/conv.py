@@ -228,6 +228,12 @@ def _channel_major(xp, y, G: int):
     return xp.ascontiguousarray(y.reshape(B, O, -1).transpose(1, 0, 2)).reshape(G, O // G, -1)
 
 
+def _channel_sums(g):
+    """A bias's gradient: g (N, C, H, W) summed over all but C. Per sample first, which keeps the
+    first axis and so splits over the threads (engine/_parallel.py's reduce), then over the samples."""
+    return g.sum((2, 3)).sum(0)
+
+
 class Convolution(Op):
     """y = conv(x, w) + b: per block of samples, im2col then one GEMM per group. ``out`` fixes the
     output size (only the backward of a transposed convolution with a large output_padding needs one
@@ -272,7 +278,7 @@ class Convolution(Op):
         if self.needs_grad(1):
             gw = ConvolutionWeight.apply(x, g, geo=self.geo)
         if self.needs_grad(2):
-            gb = g.sum((0, 2, 3))
+            gb = _channel_sums(g)
         return gx, gw, gb
 
 
@@ -317,7 +323,7 @@ class ConvolutionTranspose(Op):
         if self.needs_grad(1):
             gw = ConvolutionWeight.apply(h, y, geo=self.geo)
         if self.needs_grad(2):
-            gb = h.sum((0, 2, 3))
+            gb = _channel_sums(h)
         return gy, gw, gb
 
 
