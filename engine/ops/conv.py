@@ -26,6 +26,10 @@ kh*kw) order.
 
 Max pooling reads each kernel offset's strided view in place (no copy of the windows): the max is a
 chain of pairwise maxima, the argmax the count of leading offsets strictly below it.
+
+Float32 numpy arrays take C kernels where they fit (engine/_native.py, engine/_kernels.c): direct
+convolutions at stride 1 with one group (no columns at all), and MaxPool2d(2)'s windows. What is
+here stays the reference, float64's and CuPy's code, and the fallback.
 """
 from __future__ import annotations
 
