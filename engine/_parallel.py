@@ -151,6 +151,23 @@ def gemm_blocks(xp, n: int, fn) -> None:
         parallel_for(n, fn, per_item=GRAIN)
 
 
+def batched_matmul(xp, a, b):
+    """``xp.matmul(a, b)`` for stacks of matrices with the same batch dims: on numpy, the stack split
+    along its first dim over the threads, each part's small GEMMs on one BLAS thread. numpy calls BLAS
+    once per matrix, and OpenBLAS splitting each small GEMM (attention's 128x128x64) over its own
+    threads costs more in hand-offs than it gains: W3's attention products ran 20-45% faster split."""
+    if (xp is not _np or a.ndim < 3 or a.shape[:-2] != b.shape[:-2] or a.shape[0] < 2
+            or a.size + b.size < 2 * GRAIN):
+        return xp.matmul(a, b)
+    out = _np.empty(a.shape[:-1] + b.shape[-1:], dtype=_np.result_type(a, b))
+
+    def run(start, stop):
+        _np.matmul(a[start:stop], b[start:stop], out=out[start:stop])
+
+    gemm_blocks(xp, a.shape[0], run)
+    return out
+
+
 def split(xp, n: int, fn, per_item: int = 1) -> None:
     """``parallel_for`` for numpy work; one ``fn(0, n)`` on CuPy, which queues its kernels itself."""
     if xp is _np:

@@ -233,3 +233,17 @@ def test_idle_blas_threads_sleep_instead_of_spinning():
 def test_a_users_blas_thread_timeout_stands():
     timeout, _ = _idle_cpu("28")
     assert timeout == "28"
+
+
+def test_batched_matmul_split(small_grain):
+    """Stacks of matrices (attention's products) split along the first dim over the threads: numpy's
+    values, for views with transposed strides too; broadcast batch dims run as one numpy call."""
+    rng = np.random.default_rng(4)
+    a = rng.standard_normal((5, 3, 6, 7)).astype(np.float32)
+    b = rng.standard_normal((5, 3, 8, 7)).astype(np.float32).swapaxes(-1, -2)
+    engine.set_num_threads(3)
+    np.testing.assert_allclose(_parallel.batched_matmul(np, a, b), np.matmul(a, b), rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(_parallel.batched_matmul(np, a, b[:1]), np.matmul(a, b[:1]), rtol=1e-6, atol=1e-6)
+    x, y = engine.tensor(a, requires_grad=True), engine.tensor(np.ascontiguousarray(b), requires_grad=True)
+    (x @ y).sum().backward()
+    np.testing.assert_allclose(x.grad.numpy(), np.ones((5, 3, 6, 8), np.float32) @ b.swapaxes(-1, -2), rtol=1e-5)

@@ -1,6 +1,7 @@
 """Matrix products: matmul (1-D, 2-D, batched with broadcasting), mm, bmm, outer, dot, einsum."""
 from __future__ import annotations
 
+from .. import _parallel
 from ..autograd.graph import Op
 from ..tensor import Tensor
 from ._util import bind, operands, sum_to
@@ -22,7 +23,7 @@ class Matmul(Op):
         if a.ndim > 2 and b.ndim == 2:
             # one 2-D GEMM: numpy's matmul of a batch against one broadcast matrix skips BLAS (~100x slower)
             return self.xp.matmul(a.reshape(-1, a.shape[-1]), b).reshape(*a.shape[:-1], b.shape[-1])
-        return self.xp.matmul(a, b)
+        return _parallel.batched_matmul(self.xp, a, b)
 
     def saves_input(self, i):
         return self.needs_grad(1 - i)  # a's gradient reads b, and b's reads a

@@ -30,7 +30,7 @@ class AttentionWeights(Op):
 
     def forward(self, q, k, mask):
         xp, scale, safe = self.xp, self.scale, self.safe
-        s = xp.matmul(q, xp.swapaxes(k, -1, -2))
+        s = _parallel.batched_matmul(xp, q, xp.swapaxes(k, -1, -2))
         # a mask of the scores' last two dims goes with each piece of whole (L, S) matrices; any other
         # is added in one pass first
         per_matrix = mask is None or mask.ndim <= 2
