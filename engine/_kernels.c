@@ -272,6 +272,8 @@ static float *scratch(int64_t n) {
 static void pad_sample(const float *x, float *xp, const conv_shape *s) {
     memset(xp, 0, sizeof(float) * s->C * s->plane);
     const int64_t w = s->W + s->pl > s->Wp ? s->Wp - s->pl : s->W;
+    if (w <= 0) /* a cropped output reads only padding */
+        return;
     for (int64_t c = 0; c < s->C; c++)
         for (int64_t h = 0; h < s->H && h + s->pt < s->Hp; h++)
             memcpy(xp + c * s->plane + (h + s->pt) * s->Wp + s->pl, x + (c * s->H + h) * s->W, sizeof(float) * w);
@@ -428,7 +430,10 @@ CONV_VECTORIZED void conv2d_weight_f32(const float *restrict x, const float *res
 #include <immintrin.h>
 #define POOL_AVX512 __attribute__((target("avx512f")))
 
-int max_pool_2x2_available(void) { return __builtin_cpu_supports("avx512f"); }
+int max_pool_2x2_available(void) {
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512f");
+}
 
 /* numpy's maximum(m, e): m where m >= e or m is NaN, else e */
 POOL_AVX512 static inline __m512 max_np(__m512 m, __m512 e) {
