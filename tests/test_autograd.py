@@ -428,7 +428,10 @@ def test_grad_mode_is_per_thread():
 
 def test_a_leaf_keeps_a_fresh_gradient_without_a_copy(monkeypatch):
     """A gradient only the backward walk holds becomes the leaf's .grad as it is (PyTorch steals it too)."""
+    from engine.autograd import graph
     from engine.nn.functional import common
+    if not graph._COUNTS_ARE_EXACT:
+        pytest.skip("Python 3.14+ copies every gradient (reference counts may read low there)")
     made = []
     backward = common.Linear.backward
 

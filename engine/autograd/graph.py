@@ -116,13 +116,19 @@ class AccumulateGrad(Node):
         return ()
 
 
+# Python 3.14's interpreter may hold references on its stack without counting them, so counts could
+# read low there; it copies instead
+_COUNTS_ARE_EXACT = sys.version_info < (3, 14)
+
+
 def _unshared(grad) -> bool:
     """Whether only the backward walk holds ``grad`` (its buffer list and the caller's name for it) and
     only ``grad`` holds its array, which owns its memory and has no views (a view holds its base): then
     a leaf keeps it as its ``.grad`` without a copy, as PyTorch's AccumulateGrad steals a gradient whose
     use count is 1. Any other holder raises a count, which only ever means a copy."""
     data = grad._data
-    return getattr(data, "base", True) is None and sys.getrefcount(data) == 3 and sys.getrefcount(grad) == 4
+    return (_COUNTS_ARE_EXACT and getattr(data, "base", True) is None and sys.getrefcount(data) == 3
+            and sys.getrefcount(grad) == 4)
 
 
 class Op(Node):
