@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
-import ctypes
 import math
 import os
 import threading
@@ -112,8 +111,8 @@ def quiet_blas_threads() -> None:
     os.environ["OPENBLAS_THREAD_TIMEOUT"] = str(BLAS_IDLE_SPIN)
     with _blas_lock:
         for c in _blas_controllers():
-            lib = ctypes.CDLL(c.filepath) if c.internal_api == "openblas" else None
-            if lib is not None and hasattr(lib, "openblas_read_env") and hasattr(lib, "blas_thread_shutdown_"):
+            lib = c.dynlib  # threadpoolctl's handle on the loaded library
+            if c.internal_api == "openblas" and hasattr(lib, "openblas_read_env") and hasattr(lib, "blas_thread_shutdown_"):
                 lib.openblas_read_env()
                 lib.blas_thread_shutdown_()
 

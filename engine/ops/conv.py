@@ -292,12 +292,16 @@ class ConvolutionTranspose(Op):
     save_inputs = True
 
     def forward(self, y, w, b):
+        if _native.conv_fits(self.xp, self.geo, y, w, b, transposed=True):
+            x = _native.conv2d_transpose(y, w, self.geo, self.size)
+        else:
+            x = self._by_columns(y, w)
+        if b is not None:
+            x += b.reshape(-1, 1, 1)
+        return x
+
+    def _by_columns(self, y, w):
         xp, geo = self.xp, self.geo
-        if _native.conv_fits(xp, geo, y, w, b, transposed=True):
-            x = _native.conv2d_transpose(y, w, geo, self.size)
-            if b is not None:
-                x += b.reshape(-1, 1, 1)
-            return x
         (N, O), G, K, Cg = y.shape[:2], geo.groups, geo.kernel[0] * geo.kernel[1], w.shape[1]
         wt = xp.ascontiguousarray(_offset_major(xp, w, G).transpose(0, 2, 1))  # (G, K * C/G, O/G)
         x = xp.empty((N, G * Cg) + tuple(self.size), dtype=y.dtype)
@@ -315,8 +319,6 @@ class ConvolutionTranspose(Op):
                 _col2im(xp, cols.reshape((G, K, Cg, j - i) + y.shape[2:]), geo, self.size, dst)
 
         _parallel.gemm_blocks(xp, len(blocks), run)
-        if b is not None:
-            x += b.reshape(-1, 1, 1)
         return x
 
     def backward(self, h):
