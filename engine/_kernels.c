@@ -267,16 +267,25 @@ static float *scratch(int64_t n) {
     return p;
 }
 
+/* rows rows of width values, from rows src_stride apart to rows dst_stride apart (short rows: an inline
+   loop beats a memcpy call per row) */
+static inline void copy_rows(float *dst, int64_t dst_stride, const float *src, int64_t src_stride, int64_t rows,
+                             int64_t width) {
+    for (int64_t r = 0; r < rows; r++)
+        for (int64_t c = 0; c < width; c++)
+            dst[r * dst_stride + c] = src[r * src_stride + c];
+}
+
 /* One sample (C, H, W) into C planes, zeros around, its top-left at (pt, pl); rows and columns beyond
    Hp x Wp (which no output reads) are left out. */
 static void pad_sample(const float *x, float *xp, const conv_shape *s) {
     memset(xp, 0, sizeof(float) * s->C * s->plane);
     const int64_t w = s->W + s->pl > s->Wp ? s->Wp - s->pl : s->W;
-    if (w <= 0) /* a cropped output reads only padding */
+    const int64_t h = s->H + s->pt > s->Hp ? s->Hp - s->pt : s->H;
+    if (w <= 0 || h <= 0) /* a cropped output reads only padding */
         return;
     for (int64_t c = 0; c < s->C; c++)
-        for (int64_t h = 0; h < s->H && h + s->pt < s->Hp; h++)
-            memcpy(xp + c * s->plane + (h + s->pt) * s->Wp + s->pl, x + (c * s->H + h) * s->W, sizeof(float) * w);
+        copy_rows(xp + c * s->plane + s->pt * s->Wp + s->pl, s->Wp, x + c * s->H * s->W, s->W, h, w);
 }
 
 /* Grid positions [q, q + PV*16) of output channels [o, o + nb): into out[k * Qv + ...]. */
@@ -324,14 +333,8 @@ CONV_VECTORIZED void conv2d_f32(const float *restrict x, const float *restrict w
                     TILE_CASE(4) TILE_CASE(3) TILE_CASE(2) TILE_CASE(1)
                 }
         }
-        float *yn = y + n * s->O * s->Ho * s->Wo;
-        for (int64_t o = 0; o < s->O; o++)
-            for (int64_t r = 0; r < s->Ho; r++) {
-                float *dst = yn + (o * s->Ho + r) * s->Wo;
-                const float *src = grid + o * s->Qv + r * s->Wp;
-                for (int64_t c = 0; c < s->Wo; c++)
-                    dst[c] = src[c];
-            }
+        for (int64_t o = 0; o < s->O; o++) /* the grid's rows, less their last Wp - Wo values */
+            copy_rows(y + (n * s->O + o) * s->Ho * s->Wo, s->Wo, grid + o * s->Qv, s->Wp, s->Ho, s->Wo);
     }
     free(xp);
 }
@@ -392,9 +395,8 @@ CONV_VECTORIZED void conv2d_weight_f32(const float *restrict x, const float *res
     for (int64_t n = 0; n < samples; n++) {
         pad_sample(x + (n0 + n) * s->C * s->H * s->W, xps + n * s->C * s->plane, s);
         for (int64_t o = 0; o < s->O; o++)
-            for (int64_t r = 0; r < s->Ho; r++)
-                memcpy(gps + (n * s->O + o) * s->Qv + r * s->Wp, g + (((n0 + n) * s->O + o) * s->Ho + r) * s->Wo,
-                       sizeof(float) * s->Wo);
+            copy_rows(gps + (n * s->O + o) * s->Qv, s->Wp, g + ((n0 + n) * s->O + o) * s->Ho * s->Wo, s->Wo, s->Ho,
+                      s->Wo);
     }
     for (int64_t o = 0; o < s->O; o += GB) {
         const int nb = s->O - o >= GB ? GB : (int)(s->O - o);
