@@ -84,6 +84,16 @@ def wait_js(page, expression, timeout=60.0):
         page.wait_for_timeout(50)
 
 
+def press_across_refreshes(page, selector, hold_ms=1500):
+    """Click `selector` with the button held down across the page's refreshes (a running job's page
+    redraws itself at least once a second): the click must still land, as a user's slow click does."""
+    box = page.locator(selector).bounding_box()
+    page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    page.mouse.down()
+    page.wait_for_timeout(hold_ms)
+    page.mouse.up()
+
+
 def path_points(page, selector):
     """How many points the SVG path has (its M and L commands)."""
     d = page.locator(selector).first.get_attribute("d") or ""
@@ -144,7 +154,7 @@ def test_a_running_job_is_drawn_live_and_cancelled_from_its_page(service, page):
     shot(page, "dashboard-job-running.png")
 
     page.on("dialog", lambda dialog: dialog.accept())
-    page.locator("#cancel").click()
+    press_across_refreshes(page, "#cancel")
     page.locator('#job-status [data-status="cancelled"]').wait_for()
     page.locator("#events li[data-type=cancelled]").wait_for()
     assert not page.locator("#cancel").is_visible()
@@ -171,7 +181,7 @@ def test_a_running_job_is_paused_and_resumed_from_its_page(service, page):
     expect(status).to_have_attribute("data-status", "running")
     page.unroute("**/v1/jobs/*/pause")
 
-    pause.click()                                    # at its next step, with a checkpoint
+    press_across_refreshes(page, "#pause")           # at its next step, with a checkpoint
     expect(status).to_have_attribute("data-status", "paused", timeout=60_000)
     expect(page.locator(".alert")).to_have_count(0)  # the refusal went with the next click
     page.locator("#events li[data-type=paused]").wait_for()
@@ -180,7 +190,7 @@ def test_a_running_job_is_paused_and_resumed_from_its_page(service, page):
     expect(page.locator("#cancel")).to_be_visible()  # a paused job can still be cancelled
     shot(page, "dashboard-job-paused.png")
 
-    page.get_by_role("button", name="Resume", exact=True).click()
+    press_across_refreshes(page, "#resume")
     expect(status).to_have_attribute("data-status", re.compile(r"^(queued|running|succeeded)$"), timeout=60_000)
     expect(page.locator("#resume")).to_have_count(0)
     expect(pause).to_be_focused()                    # the keyboard's focus stays where Resume was

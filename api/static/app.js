@@ -26,6 +26,19 @@ function h(tag, attrs = {}, ...children) {
   return node;
 }
 
+// Put `nodes` in `parent`, keeping each child that would be drawn the same (moved if need be): a click
+// that lands while the page refreshes itself must find the element it pressed still there (Chromium
+// fires no click when the element under the pointer was replaced between mousedown and mouseup).
+function patchChildren(parent, nodes) {
+  const spare = [...parent.children];
+  nodes.forEach((node, i) => {
+    const same = spare.findIndex((old) => old.isEqualNode(node));
+    if (same >= 0) node = spare.splice(same, 1)[0];
+    if (parent.children[i] !== node) parent.insertBefore(node, parent.children[i] || null);
+  });
+  for (const old of spare) old.remove();
+}
+
 function badge(status) {
   return h("span", { class: `badge status-${status}`, "data-status": status, text: status });
 }
@@ -177,9 +190,9 @@ function listView() {
   const serial = (fn) => { const run = queue.then(fn); queue = run.catch(() => {}); return run; };
 
   function render() {
-    // the rows are drawn anew each time: the keyboard's focus stays on the same job's link
+    // a row that changed is drawn anew: the keyboard's focus stays on the same job's link
     const focused = document.activeElement?.closest?.("tr.job-row")?.dataset.jobId;
-    body.replaceChildren(...jobs.map(row));
+    patchChildren(body, jobs.map(row));
     if (focused) body.querySelector(`tr[data-job-id="${CSS.escape(focused)}"] a`)?.focus();
     empty.hidden = jobs.length > 0;
     table.hidden = jobs.length === 0;
@@ -344,7 +357,7 @@ function jobView(id) {
     idLine.textContent = `${job.id} · ${job.queue || "–"} queue${job.worker ? ` · ${job.worker}` : ""}${job.restarts ? ` · ${job.restarts} restart(s)` : ""}`;
     live.hidden = TERMINAL.has(job.status);
 
-    // data-slot: the buttons are drawn anew at each update; the keyboard's focus stays in its slot
+    // data-slot: a button that changed is drawn anew; the keyboard's focus stays in its slot
     // (Pause, Pausing… and Resume share one; Pausing… is aria-disabled, not disabled, to keep it)
     const btns = [];
     if (job.status === "succeeded") {
@@ -360,7 +373,7 @@ function jobView(id) {
     if (CANCELLABLE.has(job.status)) btns.push(h("button", { "data-slot": "cancel", class: "danger", id: "cancel", onclick: cancel, text: "Cancel job" }));
     if (job.status === "cancelling") btns.push(h("button", { "data-slot": "cancel", class: "danger", "aria-disabled": "true", text: "Cancelling…" }));
     const slot = actions.contains(document.activeElement) ? document.activeElement.dataset.slot : null;
-    actions.replaceChildren(...btns);
+    patchChildren(actions, btns);
     if (slot) actions.querySelector(`[data-slot="${slot}"]`)?.focus();
 
     // the job's own error, and what the API said to the last click (kept until the next one)
@@ -446,7 +459,7 @@ function jobView(id) {
   async function loadCheckpoints() {
     const list = await api.get(`${base}/checkpoints`);
     ckptEmpty.hidden = list.data.length > 0;
-    ckptBody.replaceChildren(...list.data.map((c) => h("tr", { "data-step": c.step },
+    patchChildren(ckptBody, list.data.map((c) => h("tr", { "data-step": c.step },
       h("td", { class: "num", text: fmt(c.step) }), h("td", { class: "num", text: String(c.epoch) }),
       h("td", { class: "small" }, Object.entries(c.metrics || {}).filter(([, v]) => typeof v === "number")
         .map(([k, v]) => h("span", { class: "kv" }, `${k.replace("val_", "val ").replace("_", " ")} `, h("b", { text: k.includes("accuracy") ? pct(v) : fmt(v) })))),
