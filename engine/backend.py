@@ -138,3 +138,36 @@ def scatter_add(xp, target, index, values) -> None:
     else:
         import cupyx
         cupyx.scatter_add(target, index, values)
+
+
+try:  # numpy keeps its error state in a context variable: setting it costs ~0.1 µs, np.errstate ~2 µs
+    from numpy._core._ufunc_config import _extobj_contextvar, _make_extobj
+    _QUIET = _make_extobj(all="ignore")
+except (ImportError, TypeError):  # another numpy's internals: np.errstate, as documented
+    _extobj_contextvar = None
+
+
+class ieee:
+    """``with ieee(xp):`` inf and nan results (log(0), 1/0, 0*inf, exp(1000), a cast that overflows)
+    are answers, not warnings, as in PyTorch. A no-op for cupy, which does not warn. Every op's
+    forward enters it, so it sets numpy's error state itself where it can, as np.errstate does."""
+
+    __slots__ = ("on", "state")
+
+    def __init__(self, xp):
+        self.on = xp is np
+
+    def __enter__(self):
+        if self.on:
+            if _extobj_contextvar is not None:
+                self.state = _extobj_contextvar.set(_QUIET)
+            else:
+                self.state = np.errstate(all="ignore")
+                self.state.__enter__()
+
+    def __exit__(self, *exc):
+        if self.on:
+            if _extobj_contextvar is not None:
+                _extobj_contextvar.reset(self.state)
+            else:
+                self.state.__exit__(*exc)

@@ -230,6 +230,25 @@ def test_ieee_special_values():
     check(lambda m, t: t / 0.0, x, grad=False)
 
 
+def test_special_values_quietly_whatever_numpy_is_told_and_its_state_kept():
+    """The ops answer inf and nan without a warning, also where the user had numpy raise; the user's
+    numpy error state is as it was afterwards (also after a backward's gradient sums)."""
+    old = np.seterr(all="raise")
+    try:
+        x = engine.tensor([0.0, 1.0, 3e38], requires_grad=True)
+        z = (x / 0.0).detach().numpy()
+        assert np.isnan(z[0]) and z[1] == np.inf
+        y = x * 10.0
+        assert y.detach().numpy()[2] == np.inf             # overflow
+        (y.sum() + x.sum()).backward()                     # two gradients summed for x
+        assert x.grad.tolist() == [11.0, 11.0, 11.0]
+        assert np.geterr() == {"divide": "raise", "over": "raise", "under": "raise", "invalid": "raise"}
+        with pytest.raises(FloatingPointError):
+            np.float32(1.0) / np.float32(0.0)
+    finally:
+        np.seterr(**old)
+
+
 def test_softmax_row_with_minus_inf():
     x = np.array([[0.0, -np.inf, 1.0], [-np.inf, 2.0, -np.inf], [1.0, 2.0, 3.0]], np.float32)
     check(lambda m, t: m.softmax(t, dim=1), x)

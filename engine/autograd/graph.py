@@ -17,6 +17,7 @@ import numpy as _np
 
 from . import grad_mode
 from .. import tensor as _tensor  # circular: resolved at call time
+from ..backend import ieee
 
 _seq = itertools.count()
 
@@ -353,7 +354,7 @@ def _accumulate(total, g, create_graph: bool):
     if not create_graph and type(total) is type(g) is _tensor.Tensor:
         a, b = total._data, g._data
         if a.shape == b.shape and a.dtype == b.dtype and total._device is g._device:
-            with _np.errstate(all="ignore"):  # inf + -inf is nan, quietly, as the op says it
+            with ieee(_np):  # inf + -inf is nan, quietly, as the op says it
                 return _tensor.Tensor._make(a + b, total._device)
     return total + g
 

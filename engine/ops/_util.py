@@ -7,6 +7,7 @@ import numbers
 import numpy as _np
 
 from .. import dtypes
+from ..backend import ieee  # noqa: F401 (the ops import it from here)
 from ..tensor import Tensor, as_array
 
 
@@ -90,24 +91,6 @@ def keep_where(xp, g, drop, out=None):
         return xp.bitwise_and(bits, mask).view(g.dtype)
     xp.bitwise_and(bits, mask, out=out.view(bits.dtype))
     return out
-
-
-class ieee:
-    """``with ieee(xp):`` inf and nan results (log(0), 1/0, 0*inf, exp(1000), a cast that overflows)
-    are answers, not warnings, as in PyTorch. A no-op for cupy, which does not warn."""
-
-    __slots__ = ("state",)
-
-    def __init__(self, xp):
-        self.state = _np.errstate(all="ignore") if xp is _np else None
-
-    def __enter__(self):
-        if self.state is not None:
-            self.state.__enter__()
-
-    def __exit__(self, *exc):
-        if self.state is not None:
-            self.state.__exit__(*exc)
 
 
 def as_tensor_like(x, like: Tensor) -> Tensor:
