@@ -236,13 +236,11 @@ def map_rows(xp, fn, *arrays, lead: int) -> None:
 def ufunc(xp, f, *args, out=None, **kwargs):
     """``f(*args, out=out, **kwargs)`` for a numpy ufunc, split over the threads along the result's first
     axis when the result is big (operands that broadcast along that axis are passed whole)."""
-    if _threads == 1:
-        return f(*args, out=out, **kwargs)
     for a in args:
-        if type(a) is _np.ndarray and a.size >= 2 * GRAIN:
+        if type(a) is _np.ndarray and a.size >= 2 * GRAIN and _threads > 1:
             break
-    else:  # small (or CuPy) operands: one call
-        return f(*args, out=out, **kwargs)
+    else:  # small (or CuPy) operands, or one thread: one call
+        return f(*args, **kwargs) if out is None else f(*args, out=out, **kwargs)
     shape = _np.broadcast_shapes(*(a.shape for a in args if type(a) is _np.ndarray))
     rows = shape[0] if shape else 0
     if rows < _threads or (out is not None and out.shape != shape):

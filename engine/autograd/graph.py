@@ -172,7 +172,7 @@ class Op(Node):
             if cls.is_view:
                 _share_storage(result, inputs[0], cls, params)
             return result
-        node.next_edges = tuple(x._edge() if isinstance(x, Tensor) else None for x in inputs)
+        node.next_edges = tuple([x._edge() if isinstance(x, Tensor) else None for x in inputs])
         result = Tensor._make(out, out_dev, grad_fn=node)
         if cls.is_view:
             _share_storage(result, inputs[0], cls, params)

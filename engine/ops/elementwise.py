@@ -30,8 +30,8 @@ def _check_broadcast(name, a, b):
 class _Binary(Op):
     """Records the input shapes, which backward needs to unbroadcast."""
 
-    def forward(self, a, b):
-        self.shapes = (_shape(a), _shape(b))
+    def forward(self, a, b):  # (arrays or numbers)
+        self.shapes = (getattr(a, "shape", ()), getattr(b, "shape", ()))
         with ieee(self.xp):  # 1/0 = inf, 0*inf = nan: answers, not warnings
             return self.compute(a, b)
 
