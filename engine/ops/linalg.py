@@ -1,7 +1,7 @@
 """Matrix products: matmul (1-D, 2-D, batched with broadcasting), mm, bmm, outer, dot, einsum."""
 from __future__ import annotations
 
-from .. import _parallel
+from .. import _blas, _parallel
 from ..autograd.graph import Op
 from ..tensor import Tensor
 from ._util import bind, operands, sum_to
@@ -22,7 +22,9 @@ class Matmul(Op):
             b = b.T
         if a.ndim > 2 and b.ndim == 2:
             # one 2-D GEMM: numpy's matmul of a batch against one broadcast matrix skips BLAS (~100x slower)
-            return self.xp.matmul(a.reshape(-1, a.shape[-1]), b).reshape(*a.shape[:-1], b.shape[-1])
+            return _blas.matmul(self.xp, a.reshape(-1, a.shape[-1]), b).reshape(*a.shape[:-1], b.shape[-1])
+        if a.ndim == 2 and b.ndim == 2:
+            return _blas.matmul(self.xp, a, b)
         return _parallel.batched_matmul(self.xp, a, b)
 
     def saves_input(self, i):

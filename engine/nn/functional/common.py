@@ -5,7 +5,7 @@ import numbers
 
 import numpy as np
 
-from ... import dtypes
+from ... import _blas, dtypes
 from ...autograd.graph import Op
 from ...ops import elementwise as ew
 from ...ops.index import IndexBackward
@@ -25,10 +25,8 @@ class Linear(Op):
 
     def forward(self, x, w, b):
         # one 2-D GEMM: numpy's matmul of a batch against one broadcast matrix skips BLAS (~100x slower)
-        y = (x.reshape(-1, x.shape[-1]) @ w.T).reshape(*x.shape[:-1], w.shape[0]) if x.ndim > 2 else x @ w.T
-        if b is not None:
-            y += b
-        return y
+        y = _blas.matmul(self.xp, x.reshape(-1, x.shape[-1]) if x.ndim > 2 else x, w.T, bias=b)
+        return y.reshape(*x.shape[:-1], w.shape[0]) if x.ndim > 2 else y
 
     def backward(self, g):
         x, w, _ = self.inputs

@@ -1,0 +1,112 @@
+"""The engine's large matrix products: MKL's GEMM where the ``mkl`` package is installed (a dependency on
+x86-64 Linux), split over the engine's threads; numpy's BLAS (OpenBLAS) everywhere else.
+
+Why: the reference workloads spend most of a CPU step in GEMMs of a few shapes (docs/benchmarks.md), and
+there numpy's OpenBLAS 0.3.31 (its SkylakeX kernels) runs 15-25% behind MKL, the GEMM PyTorch uses:
+4096x1024x256 in 11.2 ms against 9.1 on two cores. MKL is loaded with ctypes from the ``mkl`` wheel's
+runtime library and set to run sequentially: each product's rows are split over the engine's own threads
+(``_parallel.parallel_for``), so no second pool of threads (MKL's OpenMP, spinning after each call like
+OpenBLAS's did, docs/engine.md "Threads") competes for the cores. Products below ``MIN_MACS``
+multiply-adds stay on numpy, whose call costs less and whose small-matrix kernels are as fast.
+
+``ENGINE_BLAS=numpy`` in the environment keeps every product on numpy. CuPy arrays never come here.
+"""
+from __future__ import annotations
+
+import ctypes
+import os
+
+import numpy as np
+
+from . import _parallel
+
+MIN_MACS = 1 << 22  # multiply-adds below which numpy's BLAS takes the product
+SPLIT_MACS = 1 << 21  # multiply-adds per thread at least when a product is split by rows
+_ROW_MAJOR, _NO_TRANS, _TRANS = 101, 111, 112
+_MKL_THREADING_SEQUENTIAL, _MKL_INTERFACE_LP64 = 1, 0
+_INT_MAX = 2**31 - 1  # MKL's LP64 interface takes 32-bit sizes
+
+
+def _load_mkl():
+    """MKL's cblas_sgemm and cblas_dgemm by dtype, or None (not installed, or ENGINE_BLAS=numpy)."""
+    if os.environ.get("ENGINE_BLAS", "mkl").lower() != "mkl":
+        return None
+    from importlib import metadata
+    try:
+        files = metadata.files("mkl") or ()
+    except metadata.PackageNotFoundError:
+        return None
+    path = next((f.locate() for f in files if f.name.startswith("libmkl_rt.so")), None)
+    if path is None:
+        return None
+    try:
+        lib = ctypes.CDLL(str(path))
+        # before any other call: sequential kernels, 32-bit integers
+        lib.MKL_Set_Threading_Layer(_MKL_THREADING_SEQUENTIAL)
+        lib.MKL_Set_Interface_Layer(_MKL_INTERFACE_LP64)
+        fns = {np.dtype(np.float32): (lib.cblas_sgemm, ctypes.c_float),
+               np.dtype(np.float64): (lib.cblas_dgemm, ctypes.c_double)}
+    except (OSError, AttributeError):
+        return None
+    i, p = ctypes.c_int, ctypes.c_void_p
+    for fn, scalar in fns.values():
+        fn.argtypes = (i, i, i, i, i, i, scalar, p, i, p, i, scalar, p, i)
+        fn.restype = None
+    return {dtype: fn for dtype, (fn, _) in fns.items()}
+
+
+_GEMM = _load_mkl()
+mkl = _GEMM is not None  # whether MKL serves the large products in this process
+
+
+def _layout(x):
+    """(transpose flag, leading dimension) of a 2-D array whose rows or columns are contiguous (a
+    transposed view is the second), or None for any other layout."""
+    size = x.itemsize
+    s0, s1 = x.strides
+    if s1 == size and s0 % size == 0 and s0 >= max(1, x.shape[1]) * size:
+        return _NO_TRANS, s0 // size
+    if s0 == size and s1 % size == 0 and s1 >= max(1, x.shape[0]) * size:
+        return _TRANS, s1 // size
+    return None
+
+
+def _mkl_matmul(a, b, bias):
+    """a @ b (+ bias) on MKL, or None when this product is not one for it."""
+    fn = _GEMM.get(a.dtype)
+    if (fn is None or b.dtype != a.dtype or type(a) is not np.ndarray or type(b) is not np.ndarray
+            or a.ndim != 2 or b.ndim != 2):
+        return None
+    (m, k), n = a.shape, b.shape[1]
+    if m * n * k < MIN_MACS or max(m, n, k) > _INT_MAX:
+        return None
+    la, lb = _layout(a), _layout(b)
+    if la is None or lb is None or (bias is not None and (bias.dtype != a.dtype or bias.shape != (n,))):
+        return None
+    (ta, lda), (tb, ldb) = la, lb
+    out = np.empty((m, n), a.dtype)
+    item = a.itemsize
+    a_row = (lda if ta == _NO_TRANS else 1) * item  # bytes from one row of op(a) to the next
+    pa, pb, pc = a.ctypes.data, b.ctypes.data, out.ctypes.data
+
+    def rows(r0, r1):
+        if bias is not None:  # C = A B + C, C holding the bias: one pass over the output, not two
+            out[r0:r1] = bias
+        fn(_ROW_MAJOR, ta, tb, r1 - r0, n, k, 1.0, pa + r0 * a_row, lda, pb, ldb,
+           0.0 if bias is None else 1.0, pc + r0 * n * item, n)
+
+    _parallel.parallel_for(m, rows, per_item=max(1, n * k * _parallel.GRAIN // SPLIT_MACS))
+    return out
+
+
+def matmul(xp, a, b, bias=None):
+    """``a @ b``, plus ``bias`` (broadcast over the rows) when given: MKL for large 2-D float products on
+    numpy arrays where it is loaded, ``xp.matmul`` otherwise."""
+    if _GEMM is not None and xp is np:
+        out = _mkl_matmul(a, b, bias)
+        if out is not None:
+            return out
+    out = xp.matmul(a, b)
+    if bias is not None:
+        out += bias
+    return out
