@@ -78,7 +78,7 @@ def _mkl_matmul(a, b, bias):
             or a.ndim != 2 or b.ndim != 2):
         return None
     (m, k), n = a.shape, b.shape[1]
-    if m * n * k < MIN_MACS or max(m, n, k) > _INT_MAX:
+    if m * n * k < MIN_MACS or max(m, n, k) > _INT_MAX:  # (matmul checks the size first: small ones are many)
         return None
     la, lb = _layout(a), _layout(b)
     if la is None or lb is None or (bias is not None and (bias.dtype != a.dtype or bias.shape != (n,))):
@@ -102,7 +102,8 @@ def _mkl_matmul(a, b, bias):
 def matmul(xp, a, b, bias=None):
     """``a @ b``, plus ``bias`` (broadcast over the rows) when given: MKL for large 2-D float products on
     numpy arrays where it is loaded, ``xp.matmul`` otherwise."""
-    if _GEMM is not None and xp is np:
+    if (_GEMM is not None and xp is np and a.ndim == 2 == b.ndim
+            and a.shape[0] * a.shape[1] * b.shape[1] >= MIN_MACS):
         out = _mkl_matmul(a, b, bias)
         if out is not None:
             return out
