@@ -177,8 +177,8 @@ class Op(Node):
         if cls.is_view:
             _share_storage(result, inputs[0], cls, params)
         if cls.save_inputs:
-            node._inputs = tuple(((x, x._vc.value) if node.saves_input(i) else (None, None))
-                                 if isinstance(x, Tensor) else (x, None) for i, x in enumerate(inputs))
+            node._inputs = tuple([((x, x._vc.value) if node.saves_input(i) else (None, None))
+                                  if isinstance(x, Tensor) else (x, None) for i, x in enumerate(inputs)])
         if cls.save_output:
             node._output = (out, result._vc, result._vc.value)
         return result

@@ -209,6 +209,8 @@ swapaxes = swapdims = transpose
 
 
 def t(input):
+    if input._data.ndim == 2:  # (the common case first: every h @ W.T)
+        return Permute.apply(input, dims=(1, 0))
     if input.ndim > 2:
         raise RuntimeError(f"t() expects a tensor with <= 2 dimensions, but self is {input.ndim}D; "
                            "use .transpose(dim0, dim1) or .mT")
@@ -449,9 +451,9 @@ def triu(input, diagonal: int = 0):
 
 
 def _T(self):
-    if self.ndim > 2:
+    if self._data.ndim > 2:
         return permute(self, tuple(reversed(range(self.ndim))))
-    return t(self) if self.ndim == 2 else _alias(self)
+    return t(self)
 
 
 def _mT(self):
