@@ -84,6 +84,8 @@ def _mkl_matmul(a, b, bias):
     if la is None or lb is None or (bias is not None and (bias.dtype != a.dtype or bias.shape != (n,))):
         return None
     (ta, lda), (tb, ldb) = la, lb
+    if max(lda, ldb) > _INT_MAX:
+        return None
     out = np.empty((m, n), a.dtype)
     item = a.itemsize
     a_row = (lda if ta == _NO_TRANS else 1) * item  # bytes from one row of op(a) to the next
