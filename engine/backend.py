@@ -172,3 +172,15 @@ class ieee:
                 _extobj_contextvar.reset(self.state)
             else:
                 self.state.__exit__(*exc)
+
+
+def quietly(xp, fn, *args):
+    """``fn(*args)`` inside ``ieee(xp)``, in one call: the binary ops' path, taken at every ``a + b``."""
+    if xp is not np or _extobj_contextvar is None:
+        with ieee(xp):
+            return fn(*args)
+    token = _extobj_contextvar.set(_QUIET)
+    try:
+        return fn(*args)
+    finally:
+        _extobj_contextvar.reset(token)

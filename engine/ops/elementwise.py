@@ -9,6 +9,7 @@ from .. import dtypes
 from ..autograd.graph import Op
 from ..tensor import Tensor
 from .. import _native, _parallel
+from ..backend import quietly
 from ._util import bind, float_operand, ieee, is_scalar, keep_where, operands, sum_to
 
 
@@ -32,8 +33,7 @@ class _Binary(Op):
 
     def forward(self, a, b):  # (arrays or numbers)
         self.shapes = (getattr(a, "shape", ()), getattr(b, "shape", ()))
-        with ieee(self.xp):  # 1/0 = inf, 0*inf = nan: answers, not warnings
-            return self.compute(a, b)
+        return quietly(self.xp, self.compute, a, b)  # 1/0 = inf, 0*inf = nan: answers, not warnings
 
     def grads(self, ga, gb):
         sa, sb = self.shapes
@@ -78,8 +78,7 @@ class _ByNumber(Op):
     later in-place change of the tensor is no error: y[1:] = y[:-1] * 0.5."""
 
     def forward(self, x):
-        with ieee(self.xp):
-            return _parallel.ufunc(self.xp, getattr(self.xp, self.ufunc), x, self.number)
+        return quietly(self.xp, _parallel.ufunc, self.xp, getattr(self.xp, self.ufunc), x, self.number)
 
     def backward(self, g):
         return self.compute(g, self.number)

@@ -20,12 +20,16 @@ from .elementwise import where
 def _normalize_index(x: Tensor, idx):
     """An index tuple numpy/cupy understand: Tensors and lists become arrays on x's device.
     Returns (index, is_basic); basic indexing (ints, slices, None, ...) gives a view."""
+    if type(idx) is int:  # x[t], the commonest index (a loop over time steps), without the checks below
+        return (idx, Ellipsis), True
     if not isinstance(idx, tuple):
         idx = (idx,)
     xp = x._device.xp
     out, basic = [], True
     for i in idx:
-        if isinstance(i, Tensor):
+        if type(i) is int:
+            out.append(i)
+        elif isinstance(i, Tensor):
             if i.dtype.is_floating_point:
                 raise IndexError("tensors used as indices must be long, int, byte or bool tensors, "
                                  f"got {i.dtype}")

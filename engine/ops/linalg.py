@@ -61,21 +61,20 @@ def matmul(input, other):
         raise RuntimeError(f"expected m1 and m2 to have the same dtype, but got: {input.dtype.name} != "
                            f"{other.dtype.name}; convert one first, e.g. b.to(a.dtype)")
     a, b = operands(input, other)
-    if a.ndim == 0 or b.ndim == 0:
-        raise RuntimeError(f"matmul: both arguments need at least 1 dimension, got {a.ndim}D and {b.ndim}D")
-    k_a = a.shape[-1]
-    k_b = b.shape[0] if b.ndim == 1 else b.shape[-2]
-    if k_a != k_b:
-        raise RuntimeError(f"matmul: shapes {tuple(a.shape)} and {tuple(b.shape)} cannot be multiplied "
-                           f"({k_a} != {k_b}: the last dim of the first must equal the "
-                           f"{'first' if b.ndim == 1 else 'second-to-last'} dim of the second)")
-    if a.ndim > 2 and b.ndim > 2:
+    sa, sb = a._data.shape, b._data.shape  # (the arrays' shapes: this runs at every product)
+    if not sa or not sb:
+        raise RuntimeError(f"matmul: both arguments need at least 1 dimension, got {len(sa)}D and {len(sb)}D")
+    k_b = sb[0] if len(sb) == 1 else sb[-2]
+    if sa[-1] != k_b:
+        raise RuntimeError(f"matmul: shapes {sa} and {sb} cannot be multiplied ({sa[-1]} != {k_b}: the last dim "
+                           f"of the first must equal the {'first' if len(sb) == 1 else 'second-to-last'} dim "
+                           "of the second)")
+    if len(sa) > 2 and len(sb) > 2:
         try:
-            a._device.xp.broadcast_shapes(tuple(a.shape[:-2]), tuple(b.shape[:-2]))
+            a._device.xp.broadcast_shapes(sa[:-2], sb[:-2])
         except ValueError:
-            raise RuntimeError(f"matmul: batch dimensions of {tuple(a.shape)} and {tuple(b.shape)} cannot be "
-                               "broadcast together") from None
-    if a.ndim == 2 and b.ndim == 2:
+            raise RuntimeError(f"matmul: batch dimensions of {sa} and {sb} cannot be broadcast together") from None
+    if len(sa) == 2 and len(sb) == 2:
         ma, mb = _transposed_of(a), _transposed_of(b)
         if ma is not None or mb is not None:
             return Matmul.apply(a if ma is None else ma, b if mb is None else mb, ta=ma is not None,
