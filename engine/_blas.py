@@ -88,16 +88,27 @@ def _mkl_matmul(a, b, bias):
         return None
     out = np.empty((m, n), a.dtype)
     item = a.itemsize
-    a_row = (lda if ta == _NO_TRANS else 1) * item  # bytes from one row of op(a) to the next
     pa, pb, pc = a.ctypes.data, b.ctypes.data, out.ctypes.data
+    beta = 0.0 if bias is None else 1.0  # C = A B + C, C holding the bias: one pass over the output, not two
+    # Each thread packs all of the operand it does not split: split the rows of C (A's rows) when B
+    # (k x n) is the smaller one to pack twice, else its columns (W3's second feed-forward layer's weight
+    # gradient: a B of 4096 x 1024, 16 MB, 17 -> 14 ms)
+    if n <= m:
+        a_row = (lda if ta == _NO_TRANS else 1) * item  # bytes from one row of op(a) to the next
 
-    def rows(r0, r1):
-        if bias is not None:  # C = A B + C, C holding the bias: one pass over the output, not two
-            out[r0:r1] = bias
-        fn(_ROW_MAJOR, ta, tb, r1 - r0, n, k, 1.0, pa + r0 * a_row, lda, pb, ldb,
-           0.0 if bias is None else 1.0, pc + r0 * n * item, n)
+        def part(r0, r1):
+            if bias is not None:
+                out[r0:r1] = bias
+            fn(_ROW_MAJOR, ta, tb, r1 - r0, n, k, 1.0, pa + r0 * a_row, lda, pb, ldb, beta, pc + r0 * n * item, n)
+        _parallel.parallel_for(m, part, per_item=max(1, n * k * _parallel.GRAIN // SPLIT_MACS))
+    else:
+        b_col = (1 if tb == _NO_TRANS else ldb) * item  # bytes from one column of op(b) to the next
 
-    _parallel.parallel_for(m, rows, per_item=max(1, n * k * _parallel.GRAIN // SPLIT_MACS))
+        def part(c0, c1):
+            if bias is not None:
+                out[:, c0:c1] = bias[c0:c1]
+            fn(_ROW_MAJOR, ta, tb, m, c1 - c0, k, 1.0, pa, lda, pb + c0 * b_col, ldb, beta, pc + c0 * item, n)
+        _parallel.parallel_for(n, part, per_item=max(1, m * k * _parallel.GRAIN // SPLIT_MACS))
     return out
 
 

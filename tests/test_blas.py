@@ -56,8 +56,9 @@ def _assert_close(got, a, b, bias=None):
 @pytest.mark.parametrize("ta", [False, True])
 @pytest.mark.parametrize("tb", [False, True])
 @pytest.mark.parametrize("with_bias", [False, True])
-def test_mkl_products_in_every_layout(dtype, ta, tb, with_bias):
-    m, k, n = 301, 257, 129  # odd sizes: row ranges split unevenly; > MIN_MACS
+@pytest.mark.parametrize("m,n", [(301, 129), (129, 301)], ids=["rows split", "columns split"])
+def test_mkl_products_in_every_layout(dtype, ta, tb, with_bias, m, n):
+    k = 257  # odd sizes: ranges split unevenly; > MIN_MACS
     a, b = _operand((m, k), ta, dtype, 1), _operand((k, n), tb, dtype, 2)
     bias = randn(n, seed=3, dtype=dtype) if with_bias else None
     assert _blas._mkl_matmul(a, b, bias) is not None, "MKL should take this product"
@@ -66,20 +67,20 @@ def test_mkl_products_in_every_layout(dtype, ta, tb, with_bias):
 
 @needs_mkl
 def test_rows_with_gaps_and_the_thread_split():
-    """A row-strided view (a slice of wider rows) goes to MKL as is; the result does not depend on how
-    many threads share the rows."""
+    """A row-strided view (a slice of wider rows) goes to MKL as is; the result is right however
+    many threads share the rows (or, for a wide product, the columns)."""
     wide = randn(1024, 600, seed=4)
-    a, b = wide[:, :512], randn(512, 300, seed=5)
-    out = {}
-    for threads in (1, 3):
-        old = _parallel.get_num_threads()
-        _parallel.set_num_threads(threads)
-        try:
-            out[threads] = _blas._mkl_matmul(a, b, None)
-        finally:
-            _parallel.set_num_threads(old)
-    _assert_close(out[1], a, b)
-    _assert_close(out[3], a, b)
+    for a, b in ((wide[:, :512], randn(512, 300, seed=5)), (wide[:300, :512], randn(512, 700, seed=6))):
+        out = {}
+        for threads in (1, 3):
+            old = _parallel.get_num_threads()
+            _parallel.set_num_threads(threads)
+            try:
+                out[threads] = _blas._mkl_matmul(a, b, None)
+            finally:
+                _parallel.set_num_threads(old)
+        _assert_close(out[1], a, b)
+        _assert_close(out[3], a, b)
 
 
 @pytest.mark.parametrize("case", ["small", "strided both ways", "mixed dtypes", "1-D", "3-D"])
