@@ -4,9 +4,9 @@ x86-64 Linux), split over the engine's threads; numpy's BLAS (OpenBLAS) everywhe
 Why: the reference workloads spend most of a CPU step in GEMMs of a few shapes (docs/benchmarks.md), and
 there numpy's OpenBLAS 0.3.31 (its SkylakeX kernels) runs 15-25% behind MKL, the GEMM PyTorch uses:
 4096x1024x256 in 11.2 ms against 9.1 on two cores. MKL is loaded with ctypes from the ``mkl`` wheel's
-runtime library and set to run sequentially: each product's rows are split over the engine's own threads
-(``_parallel.parallel_for``), so no second pool of threads (MKL's OpenMP, spinning after each call like
-OpenBLAS's did, docs/engine.md "Threads") competes for the cores. Products below ``MIN_MACS``
+runtime library and set to run sequentially: each product's rows (or columns) are split over the
+engine's own threads (``_parallel.parallel_for``), so no second pool of threads (MKL's OpenMP, spinning
+after each call like OpenBLAS's did, docs/engine.md "Threads") competes for the cores. Products below ``MIN_MACS``
 multiply-adds stay on numpy, whose call costs less and whose small-matrix kernels are as fast.
 
 ``ENGINE_BLAS=numpy`` in the environment keeps every product on numpy. CuPy arrays never come here.
