@@ -7,8 +7,9 @@ uploads an .npz of --samples random 784-feature inputs with 10 classes, and subm
 (784-1024-1024-10, ReLU), batch 512, Adam (lr 1e-3), cross-entropy, no validation split, no
 checkpoints, drop_last. The job's step time is read from its ``epoch_end`` events (the steady epochs
 after the first: each epoch's wall time / its steps, so data loading per batch, the per-step lease
-check and the batched metric writes are in it). Then, with the service idle, W1's training step alone
-(benchmarks/workloads.py's Runner, the same engine, the same thread count) is timed in this process.
+check and the batched metric writes are in it). W1's training step alone (benchmarks/workloads.py's
+Runner, the same engine, the same thread count) is timed in this process before the service starts and
+after it stops: the machine's speed drifts between minutes, and the two show by how much.
 """
 from __future__ import annotations
 
@@ -77,6 +78,7 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=4)
     ap.add_argument("--samples", type=int, default=16384)
     args = ap.parse_args()
+    before = engine_step_ms()  # the step alone before and after the job: this machine's speed drifts
     with tempfile.TemporaryDirectory() as tmp, RedisServer(Path(tmp), write_url_file=False) as redis:
         cores = str(len(os.sched_getaffinity(0)))          # the worker's BLAS on all cores, as the engine's
         service = start_service(Path(tmp), redis.url, FITA_MAX_UPLOAD_BYTES=str(1 << 30),
@@ -86,11 +88,12 @@ def main() -> None:
         finally:
             service.stop()
     time.sleep(1.0)
-    alone = engine_step_ms()
-    job, ref = statistics.median(job_ms), statistics.median(alone)
+    after = engine_step_ms()
+    job, ref = statistics.median(job_ms), statistics.median(before + after)
     print(f"engine threads: {engine.get_num_threads()}; {args.samples // BATCH} steps per epoch, {args.epochs} epochs")
     print(f"service job, W1 shape: {job:.1f} ms/step (epochs after the first: {', '.join(f'{x:.1f}' for x in job_ms)})")
-    print(f"W1 step alone:         {ref:.1f} ms/step (median of {len(alone)}; min {min(alone):.1f})")
+    print(f"W1 step alone:         {ref:.1f} ms/step (median of {len(before + after)}: before the job "
+          f"{statistics.median(before):.1f}, after {statistics.median(after):.1f}; min {min(before + after):.1f})")
     print(f"job / alone:           {job / ref:.2f}")
 
 
