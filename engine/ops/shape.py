@@ -214,7 +214,7 @@ def t(input):
     if input.ndim > 2:
         raise RuntimeError(f"t() expects a tensor with <= 2 dimensions, but self is {input.ndim}D; "
                            "use .transpose(dim0, dim1) or .mT")
-    return transpose(input, 0, 1) if input.ndim == 2 else _alias(input)
+    return _alias(input)  # 0-D and 1-D: t() is the tensor itself
 
 
 def movedim(input, source, destination):
