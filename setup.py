@@ -4,7 +4,8 @@ without it and the engine runs the same operations in numpy. Everything else is 
 from setuptools import Extension, setup
 
 setup(ext_modules=[Extension(
-    "engine._kernels", ["engine/_kernels.c"], optional=True,
+    "engine._kernels", ["engine/_kernels.c", "engine/_pool.c"], depends=["engine/_pool.h"],
+    optional=True,
     # no fused multiply-adds: the elementwise kernels must round exactly as the numpy code they replace
     extra_compile_args=["-O3", "-ffp-contract=off", "-fno-math-errno", "-std=c11"],
 )])

@@ -5,8 +5,9 @@ Why: the reference workloads spend most of a CPU step in GEMMs of a few shapes (
 there numpy's OpenBLAS 0.3.31 (its SkylakeX kernels) runs 15-25% behind MKL, the GEMM PyTorch uses:
 4096x1024x256 in 11.2 ms against 9.1 on two cores. MKL is loaded with ctypes from the ``mkl`` wheel's
 runtime library and set to run sequentially: each product's rows (or columns) are split over the
-engine's own threads (``_parallel.parallel_for``), so no second pool of threads (MKL's OpenMP, spinning
-after each call like OpenBLAS's did, docs/engine.md "Threads") competes for the cores. Products below ``MIN_MACS``
+engine's own C thread pool (``_native.run``, engine/_pool.c), so no second pool of threads (MKL's
+OpenMP, spinning after each call like OpenBLAS's did, docs/engine.md "Threads") competes for the cores.
+Without the engine's C library (no compiler at install) every product stays on numpy. Products below ``MIN_MACS``
 multiply-adds stay on numpy, whose call costs less and whose small-matrix kernels are as fast.
 
 ``ENGINE_BLAS=numpy`` in the environment keeps every product on numpy. CuPy arrays never come here.
@@ -18,18 +19,19 @@ import os
 
 import numpy as np
 
-from . import _parallel
+from . import _native, _parallel
 
 MIN_MACS = 1 << 22  # multiply-adds below which numpy's BLAS takes the product
 SPLIT_MACS = 1 << 21  # multiply-adds per thread at least when a product is split by rows
-_ROW_MAJOR, _NO_TRANS, _TRANS = 101, 111, 112
+_NO_TRANS, _TRANS = 111, 112  # CBLAS's flags
 _MKL_THREADING_SEQUENTIAL, _MKL_INTERFACE_LP64 = 1, 0
 _INT_MAX = 2**31 - 1  # MKL's LP64 interface takes 32-bit sizes
 
 
 def _load_mkl():
-    """MKL's cblas_sgemm and cblas_dgemm by dtype, or None (not installed, or ENGINE_BLAS=numpy)."""
-    if os.environ.get("ENGINE_BLAS", "mkl").lower() != "mkl":
+    """The addresses of MKL's cblas_sgemm and cblas_dgemm by dtype, or None (not installed, no C pool to
+    split them, or ENGINE_BLAS=numpy)."""
+    if os.environ.get("ENGINE_BLAS", "mkl").lower() != "mkl" or not _native.ready:
         return None
     from importlib import metadata
     try:
@@ -44,15 +46,10 @@ def _load_mkl():
         # before any other call: sequential kernels, 32-bit integers
         lib.MKL_Set_Threading_Layer(_MKL_THREADING_SEQUENTIAL)
         lib.MKL_Set_Interface_Layer(_MKL_INTERFACE_LP64)
-        fns = {np.dtype(np.float32): (lib.cblas_sgemm, ctypes.c_float),
-               np.dtype(np.float64): (lib.cblas_dgemm, ctypes.c_double)}
+        fns = {np.dtype(np.float32): lib.cblas_sgemm, np.dtype(np.float64): lib.cblas_dgemm}
     except (OSError, AttributeError):
         return None
-    i, p = ctypes.c_int, ctypes.c_void_p
-    for fn, scalar in fns.values():
-        fn.argtypes = (i, i, i, i, i, i, scalar, p, i, p, i, scalar, p, i)
-        fn.restype = None
-    return {dtype: fn for dtype, (fn, _) in fns.items()}
+    return {dtype: ctypes.cast(fn, ctypes.c_void_p).value for dtype, fn in fns.items()}
 
 
 _GEMM = _load_mkl()
@@ -88,30 +85,21 @@ def _mkl_matmul(a, b, bias):
         return None
     out = np.empty((m, n), a.dtype)
     item = a.itemsize
-    pa, pb, pc = a.ctypes.data, b.ctypes.data, out.ctypes.data
-    beta = 0.0 if bias is None else 1.0  # C = A B + C, C holding the bias: one pass over the output, not two
     # Each thread packs all of the operand it does not split: split the rows of C (A's rows) when B
     # (k x n) is the smaller one to pack twice, else its columns (W3's second feed-forward layer's weight
     # gradient: a B of 4096 x 1024, 16 MB, 17 -> 14 ms). The steps: bytes from one row (or column) of
     # op(A), op(B) and C to the next, where the split goes.
     by_rows = n <= m
     if by_rows:
-        a_step, b_step, c_step = (lda if ta == _NO_TRANS else 1) * item, 0, n * item
+        steps = ((lda if ta == _NO_TRANS else 1) * item, 0, n * item)
     else:
-        a_step, b_step, c_step = 0, (1 if tb == _NO_TRANS else ldb) * item, item
-
-    def part(s, e):
-        rows, cols = (e - s, n) if by_rows else (m, e - s)
-        if bias is not None:
-            if by_rows:
-                out[s:e] = bias
-            else:
-                out[:, s:e] = bias[s:e]
-        fn(_ROW_MAJOR, ta, tb, rows, cols, k, 1.0, pa + s * a_step, lda, pb + s * b_step, ldb, beta,
-           pc + s * c_step, n)
-
+        steps = (0, (1 if tb == _NO_TRANS else ldb) * item, item)
+    if bias is not None:  # C = bias + A B: each part copies its share of the bias into C, then adds A B
+        bias = np.ascontiguousarray(bias)
     total, other = (m, n) if by_rows else (n, m)
-    _parallel.parallel_for(total, part, per_item=max(1, other * k * _parallel.GRAIN // SPLIT_MACS))
+    _native.run(_native.GEMM_TASK, total, max(1, other * k * _parallel.GRAIN // SPLIT_MACS), fn,
+                a.dtype == np.float64, ta, tb, by_rows, m, n, k, lda, ldb, a.ctypes.data, b.ctypes.data,
+                out.ctypes.data, *steps, None if bias is None else bias.ctypes.data)
     return out
 
 

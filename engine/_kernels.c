@@ -13,6 +13,8 @@
 #include <stdint.h>
 #include <stddef.h>
 
+#include "_pool.h"
+
 #if defined(__x86_64__) && defined(__GNUC__) && defined(__linux__)
 /* one build, the widest vectors the machine has (chosen once, when the library loads; an ifunc: ELF and glibc) */
 #define VECTORIZED __attribute__((target_clones("avx512f", "avx2", "default")))
@@ -23,6 +25,12 @@
 #define LANES 16
 
 #define KERNELS(T, S, SQRT)                                                                               \
+                                                                                                      \
+/* ReLU: x where x > 0 or x is nan, else 0 (numpy's maximum(x, 0), to the bit) */                   \
+VECTORIZED void relu_##S(const T *restrict x, T *restrict out, int64_t n) {                           \
+    for (int64_t i = 0; i < n; i++)                                                                   \
+        out[i] = (x[i] > 0 || x[i] != x[i]) ? x[i] : (T)0;                                            \
+}                                                                                                     \
                                                                                                       \
 /* ReLU's gradient from its output: g where not (y <= 0) (nan passes), else an exact 0 */            \
 VECTORIZED void relu_grad_##S(const T *restrict g, const T *restrict y, T *restrict out, int64_t n) {\
@@ -480,3 +488,118 @@ int max_pool_2x2_available(void) { return 0; }
 void max_pool_2x2_f32(const float *x, float *best, int8_t *arg, int64_t p0, int64_t p1, int64_t h, int64_t w,
                       int64_t ho, int64_t wo) { (void)x; (void)best; (void)arg; (void)p0; (void)p1; (void)h; (void)w; (void)ho; (void)wo; }
 #endif
+
+/* ---- Tasks: each kernel as the thread pool (_pool.c) runs it ----------------------------------------
+ *
+ * A task reads its arguments from an array in the order its comment gives (engine/_native.py packs
+ * them: arrays by address, sizes as integers, constants as doubles) and does the range [s, e) of its
+ * work: elements, rows, planes, samples or blocks, as the comment says.
+ */
+#define ARG_P(idx, T) ((T)a[idx].p)
+#define ARG_I(idx) (a[idx].i)
+#define ARG_D(idx) (a[idx].d)
+
+#define TASKS(T, S)                                                                                   \
+/* x, out: elements */                                                                                \
+void relu_##S##_task(const pool_arg *a, int64_t s, int64_t e) {                                      \
+    relu_##S(ARG_P(0, const T *) + s, ARG_P(1, T *) + s, e - s);                                      \
+}                                                                                                     \
+/* g, y, out: elements */                                                                             \
+void relu_grad_##S##_task(const pool_arg *a, int64_t s, int64_t e) {                                 \
+    relu_grad_##S(ARG_P(0, const T *) + s, ARG_P(1, const T *) + s, ARG_P(2, T *) + s, e - s);         \
+}                                                                                                     \
+/* p, grad, m, v, vmax (or NULL); decay, l2, maximize (integer), lerp_w, beta2, 1 - beta2, bc2_sqrt, \
+   eps, step_size: elements */                                                                        \
+void adam_##S##_task(const pool_arg *a, int64_t s, int64_t e) {                                      \
+    T *vmax = ARG_P(4, T *);                                                                          \
+    adam_##S(ARG_P(0, T *) + s, ARG_P(1, const T *) + s, ARG_P(2, T *) + s, ARG_P(3, T *) + s,        \
+             vmax ? vmax + s : NULL, e - s, ARG_D(5), ARG_D(6), (int)ARG_I(7), ARG_D(8), ARG_D(9),    \
+             ARG_D(10), ARG_D(11), ARG_D(12), ARG_D(13));                                             \
+}                                                                                                     \
+/* x, w, b, y, mean, rstd, n, eps: rows */                                                            \
+void layer_norm_##S##_task(const pool_arg *a, int64_t s, int64_t e) {                                \
+    layer_norm_##S(ARG_P(0, const T *), ARG_P(1, const T *), ARG_P(2, const T *), ARG_P(3, T *),      \
+                   ARG_P(4, T *), ARG_P(5, T *), s, e, ARG_I(6), ARG_D(7));                           \
+}                                                                                                     \
+/* g, x, w, mean, rstd, gx, gw, gb, rows, n, rows per block: blocks of rows, block k's sums of the    \
+   weight gradients into row k of gw and gb (each NULL or zeroed, one row per block) */              \
+void layer_norm_backward_##S##_task(const pool_arg *a, int64_t s, int64_t e) {                       \
+    const int64_t rows = ARG_I(8), n = ARG_I(9), per = ARG_I(10);                                    \
+    T *gw = ARG_P(6, T *), *gb = ARG_P(7, T *);                                                       \
+    T *scratch = malloc(sizeof(T) * 2 * (n > 0 ? n : 1));                                             \
+    if (!scratch)                                                                                     \
+        abort();                                                                                      \
+    for (int64_t k = s; k < e; k++)                                                                   \
+        layer_norm_backward_##S(ARG_P(0, const T *), ARG_P(1, const T *), ARG_P(2, const T *),        \
+                                ARG_P(3, const T *), ARG_P(4, const T *), ARG_P(5, T *),              \
+                                gw ? gw + k * n : NULL, gb ? gb + k * n : NULL, scratch, k * per,     \
+                                (k + 1) * per < rows ? (k + 1) * per : rows, n);                      \
+    free(scratch);                                                                                    \
+}                                                                                                     \
+/* target, index, values, count, d: columns */                                                       \
+void index_add_rows_##S##_task(const pool_arg *a, int64_t s, int64_t e) {                            \
+    index_add_rows_##S(ARG_P(0, T *), ARG_P(1, const int64_t *), ARG_P(2, const T *), ARG_I(3),       \
+                       ARG_I(4), s, e);                                                               \
+}                                                                                                     \
+/* g, y, out, n: rows */                                                                              \
+void softmax_backward_##S##_task(const pool_arg *a, int64_t s, int64_t e) {                          \
+    softmax_backward_##S(ARG_P(0, const T *), ARG_P(1, const T *), ARG_P(2, T *), s, e, ARG_I(3));    \
+}                                                                                                     \
+/* g, arg, gx, h, w, ho, wo, geometry: planes */                                                      \
+void max_pool_backward_##S##_task(const pool_arg *a, int64_t s, int64_t e) {                         \
+    max_pool_backward_##S(ARG_P(0, const T *), ARG_P(1, const int8_t *), ARG_P(2, T *), s, e,         \
+                          ARG_I(3), ARG_I(4), ARG_I(5), ARG_I(6), ARG_P(7, const int64_t *));         \
+}
+
+TASKS(float, f32)
+TASKS(double, f64)
+
+/* x, best, arg, h, w, ho, wo: planes */
+void max_pool_2x2_f32_task(const pool_arg *a, int64_t s, int64_t e) {
+    max_pool_2x2_f32(ARG_P(0, const float *), ARG_P(1, float *), ARG_P(2, int8_t *), s, e, ARG_I(3), ARG_I(4),
+                     ARG_I(5), ARG_I(6));
+}
+
+/* x, wt, bias (or NULL), y, dims: samples */
+void conv2d_f32_task(const pool_arg *a, int64_t s, int64_t e) {
+    conv2d_f32(ARG_P(0, const float *), ARG_P(1, const float *), ARG_P(2, const float *), ARG_P(3, float *), s, e,
+               ARG_P(4, const int64_t *));
+}
+
+/* x, g, parts, samples per block, samples, floats per part, dims: blocks of samples, block k's
+   gradient into part k */
+void conv2d_weight_f32_task(const pool_arg *a, int64_t s, int64_t e) {
+    const int64_t step = ARG_I(3), samples = ARG_I(4), size = ARG_I(5);
+    for (int64_t k = s; k < e; k++)
+        conv2d_weight_f32(ARG_P(0, const float *), ARG_P(1, const float *), ARG_P(2, float *) + k * size, k * step,
+                          (k + 1) * step < samples ? (k + 1) * step : samples, ARG_P(6, const int64_t *));
+}
+
+/* One part of a split matrix product on MKL (engine/_blas.py): cblas_sgemm or cblas_dgemm, double
+   (integer), trans_a, trans_b, by_rows, m, n, k, lda, ldb, a, b, c, and the bytes from one row (by_rows)
+   or column of op(A), op(B) and C to the next, bias (n values, or NULL: C = bias + A B in one pass):
+   rows of C, or columns. C is row-major with n per row. */
+typedef void (*sgemm_fn)(int, int, int, int, int, int, float, const float *, int, const float *, int, float,
+                         float *, int);
+typedef void (*dgemm_fn)(int, int, int, int, int, int, double, const double *, int, const double *, int, double,
+                         double *, int);
+
+void gemm_task(const pool_arg *a, int64_t s, int64_t e) {
+    const int is_double = (int)ARG_I(1), ta = (int)ARG_I(2), tb = (int)ARG_I(3), by_rows = (int)ARG_I(4);
+    const int64_t m = ARG_I(5), n = ARG_I(6), k = ARG_I(7), lda = ARG_I(8), ldb = ARG_I(9);
+    const char *pa = ARG_P(10, const char *) + s * ARG_I(13), *pb = ARG_P(11, const char *) + s * ARG_I(14);
+    char *pc = ARG_P(12, char *) + s * ARG_I(15);
+    const char *bias = ARG_P(16, const char *);
+    const int64_t rows = by_rows ? e - s : m, cols = by_rows ? n : e - s;
+    const size_t item = is_double ? sizeof(double) : sizeof(float);
+    if (bias)
+        for (int64_t r = 0; r < rows; r++)
+            memcpy(pc + r * n * item, bias + (by_rows ? 0 : s * item), cols * item);
+    const int row_major = 101;
+    if (is_double)
+        ((dgemm_fn)ARG_P(0, void *))(row_major, ta, tb, (int)rows, (int)cols, (int)k, 1.0, (const double *)pa,
+                                     (int)lda, (const double *)pb, (int)ldb, bias ? 1.0 : 0.0, (double *)pc, (int)n);
+    else
+        ((sgemm_fn)ARG_P(0, void *))(row_major, ta, tb, (int)rows, (int)cols, (int)k, 1.0f, (const float *)pa,
+                                     (int)lda, (const float *)pb, (int)ldb, bias ? 1.0f : 0.0f, (float *)pc, (int)n);
+}

@@ -10,9 +10,11 @@ stays the reference (and the code CuPy runs).
 """
 from __future__ import annotations
 
+import array
 import ctypes
 import importlib.machinery
 import os
+import struct
 
 import numpy as np
 
@@ -37,38 +39,49 @@ def _load():
 
 
 _LIB = _load()
-_P, _I, _D = ctypes.c_void_p, ctypes.c_int64, ctypes.c_double
 _SUFFIX = {np.dtype(np.float32): "f32", np.dtype(np.float64): "f64"}
-_SIGNATURES = {
-    "relu_grad": (_P, _P, _P, _I),
-    "adam": (_P, _P, _P, _P, _P, _I, _D, _D, ctypes.c_int, _D, _D, _D, _D, _D, _D),
-    "layer_norm": (_P, _P, _P, _P, _P, _P, _I, _I, _I, _D),
-    "layer_norm_backward": (_P, _P, _P, _P, _P, _P, _P, _P, _P, _I, _I, _I),
-    "max_pool_2x2": (_P, _P, _P, _I, _I, _I, _I, _I, _I),
-    "max_pool_backward": (_P, _P, _P, _I, _I, _I, _I, _I, _I, _P),
-    "softmax_backward": (_P, _P, _P, _I, _I, _I),
-    "index_add_rows": (_P, _P, _P, _I, _I, _I, _I),
-    "conv2d": (_P, _P, _P, _P, _I, _I, _P),
-    "conv2d_weight": (_P, _P, _P, _I, _I, _P),
-}
+_KERNELS = ("relu", "relu_grad", "adam", "layer_norm", "layer_norm_backward", "index_add_rows", "softmax_backward",
+            "max_pool_backward", "max_pool_2x2", "conv2d", "conv2d_weight")
 _FLOAT32_ONLY = {"conv2d", "conv2d_weight", "max_pool_2x2"}
-_FN = {}
+_TASK = {}  # (kernel, dtype) -> the address of its task, for pool_run
+GEMM_TASK = _pool_run = None
 try:
-    for _name, _args in _SIGNATURES.items() if _LIB is not None else ():
+    for _name in _KERNELS if _LIB is not None else ():
         for _dt, _sfx in _SUFFIX.items():
             if _name in _FLOAT32_ONLY and _sfx != "f32":
                 continue
-            _fn = getattr(_LIB, f"{_name}_{_sfx}")
-            _fn.argtypes, _fn.restype = _args, None
-            _FN[_name, _dt] = _fn
+            _TASK[_name, _dt] = ctypes.cast(getattr(_LIB, f"{_name}_{_sfx}_task"), ctypes.c_void_p).value
+    if _LIB is not None:
+        GEMM_TASK = ctypes.cast(_LIB.gemm_task, ctypes.c_void_p).value
+        _pool_run = _LIB.pool_run
 except AttributeError as _missing:  # a library built from older sources: run numpy until it is rebuilt
     import warnings
     warnings.warn(f"engine: the fused CPU kernels are out of date ({_missing}); running numpy instead. "
                   "Rebuild them with `pip install -e .` (or `make venv`)", RuntimeWarning, stacklevel=2)
-    _LIB, _FN = None, {}
+    _LIB, _TASK = None, {}
+if _LIB is not None:
+    _pool_run.argtypes, _pool_run.restype = (ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64), ctypes.c_int
 
 ready = _LIB is not None
 pool_2x2_ready = ready and bool(_LIB.max_pool_2x2_available())  # an AVX-512 kernel: other machines run numpy
+
+_BITS = struct.Struct("<d"), struct.Struct("<q")
+
+
+def _arg(value) -> int:
+    """One task argument as the 8 bytes pool_run passes: an address or size as is, None as NULL, a float
+    as a double's bits."""
+    if isinstance(value, (float, np.floating)):
+        return _BITS[1].unpack(_BITS[0].pack(float(value)))[0]
+    return 0 if value is None else int(value)
+
+
+def run(task: int, n: int, per_item: int, *args) -> int:
+    """A task of the kernels over [0, n) (n items of ``per_item`` elements), split over the engine's
+    threads by the C pool (_pool.c): ``args`` in the order the task reads them (_kernels.c). Returns
+    the number of threads it ran on."""
+    packed = array.array("q", [_arg(a) for a in args])
+    return _pool_run(task, packed.buffer_info()[0], n, _parallel.parts(n, per_item))
 
 
 def usable(xp, *arrays) -> bool:
@@ -86,24 +99,28 @@ def usable(xp, *arrays) -> bool:
     return dtype in _SUFFIX
 
 
-def _ptr(a, offset: int = 0):
-    """The address of element ``offset`` of contiguous ``a`` (None for None: a NULL pointer)."""
-    return None if a is None else a.ctypes.data + offset * a.itemsize
+def _ptr(a):
+    """The address of ``a``'s data (None for None: a NULL pointer)."""
+    return None if a is None else a.ctypes.data
+
+
+def relu(x):
+    """max(x, 0), nan kept: numpy's ``maximum(x, 0)`` in one pass split over the threads."""
+    out = np.empty_like(x)
+    run(_TASK["relu", x.dtype], x.size, 1, _ptr(x), _ptr(out))
+    return out
 
 
 def relu_grad(g, y, out) -> None:
-    fn = _FN["relu_grad", g.dtype]
-    _parallel.parallel_for(g.size, lambda s, e: fn(_ptr(g, s), _ptr(y, s), _ptr(out, s), e - s))
+    run(_TASK["relu_grad", g.dtype], g.size, 1, _ptr(g), _ptr(y), _ptr(out))
 
 
 def adam(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, *, decay: float, l2: float, maximize: bool,
          lerp_weight: float, beta2: float, bias_correction2_sqrt: float, eps: float, step_size: float) -> None:
     """One Adam step in place (optim/adam.py's ``adam_update`` says what each argument is)."""
-    fn = _FN["adam", param.dtype]
-    arrays = (param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq)
-    _parallel.parallel_for(param.size, lambda s, e: fn(
-        *(_ptr(a, s) for a in arrays), e - s, decay, l2, int(maximize), lerp_weight, beta2, 1 - beta2,
-        bias_correction2_sqrt, eps, step_size))
+    run(_TASK["adam", param.dtype], param.size, 1, *(_ptr(a) for a in (param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq)),
+        float(decay), float(l2), bool(maximize), float(lerp_weight), float(beta2), float(1 - beta2),
+        float(bias_correction2_sqrt), float(eps), float(step_size))
 
 
 def softmax_backward(g, y):
@@ -111,9 +128,7 @@ def softmax_backward(g, y):
     n = y.shape[-1]
     rows = y.size // n if n else 0
     out = np.empty_like(y)
-    fn = _FN["softmax_backward", y.dtype]
-    ptrs = (_ptr(g), _ptr(y), _ptr(out))
-    _parallel.parallel_for(rows, lambda s, e: fn(*ptrs, s, e, n), per_item=n)
+    run(_TASK["softmax_backward", y.dtype], rows, n, _ptr(g), _ptr(y), _ptr(out), n)
     return out
 
 
@@ -123,29 +138,20 @@ def layer_norm(x, w, b, eps: float):
     rows, n = x.shape
     y = np.empty_like(x)
     mean, rstd = np.empty((rows, 1), dtype=x.dtype), np.empty((rows, 1), dtype=x.dtype)
-    fn = _FN["layer_norm", x.dtype]
-    ptrs = [_ptr(a) for a in (x, w, b, y, mean, rstd)]
-    _parallel.parallel_for(rows, lambda s, e: fn(*ptrs, s, e, n, eps), per_item=n)
+    run(_TASK["layer_norm", x.dtype], rows, n, *(_ptr(a) for a in (x, w, b, y, mean, rstd)), n, float(eps))
     return y, mean, rstd
 
 
 def layer_norm_backward(g, x, w, mean, rstd, want_gx: bool, want_gw: bool, want_gb: bool):
     """The gradients of ``layer_norm`` in x, w and b (None where not wanted), from the output's g."""
     rows, n = x.shape
-    fn = _FN["layer_norm_backward", x.dtype]
     gx = np.empty_like(x) if want_gx else None
     blocks = -(-rows // ROWS_PER_BLOCK)
+    # each block's sums land in its own row of gw and gb: the total is summed in block order
     gw = np.zeros((blocks, n), dtype=x.dtype) if want_gw else None
     gb = np.zeros((blocks, n), dtype=x.dtype) if want_gb else None
-    fixed = [_ptr(a) for a in (g, x, w, mean, rstd, gx)]
-
-    def run(start, stop):
-        scratch = np.empty(2 * n, dtype=x.dtype)
-        for k in range(start, stop):  # the block's sums land in its own row: the total is summed in order
-            fn(*fixed, _ptr(gw, k * n), _ptr(gb, k * n), _ptr(scratch), k * ROWS_PER_BLOCK,
-               min(rows, (k + 1) * ROWS_PER_BLOCK), n)
-
-    _parallel.parallel_for(blocks, run, per_item=ROWS_PER_BLOCK * n)
+    run(_TASK["layer_norm_backward", x.dtype], blocks, ROWS_PER_BLOCK * n,
+        *(_ptr(a) for a in (g, x, w, mean, rstd, gx, gw, gb)), rows, n, ROWS_PER_BLOCK)
     return gx, None if gw is None else gw.sum(0), None if gb is None else gb.sum(0)
 
 
@@ -167,8 +173,7 @@ def max_pool_2x2(x):
     n, c, h, w = x.shape
     best = np.empty((n, c, h // 2, w // 2), dtype=x.dtype)
     arg = np.empty(best.shape, dtype=np.int8)
-    fn, ptrs = _FN["max_pool_2x2", x.dtype], (_ptr(x), _ptr(best), arg.ctypes.data)
-    _parallel.parallel_for(n * c, lambda s, e: fn(*ptrs, s, e, h, w, h // 2, w // 2), per_item=h * w)
+    run(_TASK["max_pool_2x2", x.dtype], n * c, h * w, _ptr(x), _ptr(best), _ptr(arg), h, w, h // 2, w // 2)
     return best, arg
 
 
@@ -178,10 +183,8 @@ def max_pool_backward(g, arg, shape, geo):
     n, c, h, w = shape
     gx = np.empty(shape, dtype=g.dtype)
     geom = _pool_geometry(geo)
-    fn = _FN["max_pool_backward", g.dtype]
-    ptrs = (_ptr(g), arg.ctypes.data, _ptr(gx))
-    _parallel.parallel_for(n * c, lambda s, e: fn(*ptrs, s, e, h, w, *g.shape[2:], geom.ctypes.data),
-                           per_item=h * w)
+    run(_TASK["max_pool_backward", g.dtype], n * c, h * w, _ptr(g), _ptr(arg), _ptr(gx), h, w, *g.shape[2:],
+        _ptr(geom))
     return gx
 
 
@@ -201,9 +204,7 @@ def index_add_rows(target, index, values) -> bool:
     if lo < 0:
         flat = np.where(flat < 0, flat + rows, flat)
     d = target.size // rows if rows else 0
-    fn = _FN["index_add_rows", target.dtype]
-    ptrs = (_ptr(target), flat.ctypes.data, _ptr(values))
-    _parallel.parallel_for(d, lambda s, e: fn(*ptrs, flat.size, d, s, e), per_item=flat.size)
+    run(_TASK["index_add_rows", target.dtype], d, flat.size, _ptr(target), _ptr(flat), _ptr(values), flat.size, d)
     return True
 
 
@@ -232,8 +233,7 @@ def _conv(x, wt, bias, out_channels: int, out_size, kernel, dilation, pad_top_le
     """The kernel on x (N, C, H, W) with weights wt laid out (C*KH*KW, O): (N, O, *out_size)."""
     y = np.empty((x.shape[0], out_channels) + tuple(out_size), dtype=np.float32)
     dims = _conv_dims(x.shape, out_channels, out_size, kernel, dilation, pad_top_left)
-    fn, ptrs = _FN["conv2d", x.dtype], (_ptr(x), _ptr(wt), _ptr(bias), _ptr(y))
-    _parallel.parallel_for(x.shape[0], lambda s, e: fn(*ptrs, s, e, dims.ctypes.data), per_item=y[0].size)
+    run(_TASK["conv2d", x.dtype], x.shape[0], y[0].size, _ptr(x), _ptr(wt), _ptr(bias), _ptr(y), _ptr(dims))
     return y
 
 
@@ -261,13 +261,8 @@ def conv2d_weight(x, g, geo):
     wp, ho = g.shape[3] + geo.dilation[1] * (kw - 1), g.shape[2]
     per_sample = (C + O) * (ho + geo.dilation[0] * (kh - 1)) * wp
     step = max(1, min(N, CONV_SCRATCH // per_sample))
-    starts = list(range(0, N, step))
-    parts = np.empty((len(starts), C * kh * kw, O), dtype=np.float32)
-    fn, ptrs = _FN["conv2d_weight", x.dtype], (_ptr(x), _ptr(g))
-
-    def run(first, last):
-        for k in range(first, last):
-            fn(*ptrs, _ptr(parts[k]), starts[k], min(N, starts[k] + step), dims.ctypes.data)
-
-    _parallel.parallel_for(len(starts), run, per_item=step * per_sample * (kh * kw))
+    blocks = -(-N // step)
+    parts = np.empty((blocks, C * kh * kw, O), dtype=np.float32)
+    run(_TASK["conv2d_weight", x.dtype], blocks, step * per_sample * (kh * kw), _ptr(x), _ptr(g), _ptr(parts),
+        step, N, parts[0].size, _ptr(dims))
     return np.ascontiguousarray(parts.sum(0).T).reshape(O, C, kh, kw)

@@ -52,13 +52,20 @@ def _mark_worker():
     _local.worker = True
 
 
+def parts(n: int, per_item: int = 1) -> int:
+    """Over how many threads n items of ``per_item`` elements each are split: one per thread when they
+    are enough work, at most one per ``GRAIN`` elements; 1 inside a worker (no nested splitting)."""
+    k = min(_threads, n, n * per_item // GRAIN)
+    return 1 if k <= 1 or getattr(_local, "worker", False) else k
+
+
 def parallel_for(n: int, fn, per_item: int = 1) -> None:
     """``fn(start, stop)`` over ranges covering [0, n): one range per thread when the n items (of
     ``per_item`` elements each) are enough work, the first on the calling thread. ``fn`` must release
-    the GIL to gain anything (numpy ufuncs do)."""
+    the GIL to gain anything (numpy ufuncs do). The C kernels have a pool of their own (_pool.c)."""
     global _pool
-    k = min(_threads, n, n * per_item // GRAIN)
-    if k <= 1 or getattr(_local, "worker", False):
+    k = parts(n, per_item)
+    if k == 1:
         fn(0, n)
         return
     if _pool is None:

@@ -325,3 +325,82 @@ def test_max_pool_2x2_kernel_same_bits(shape, numpy_only, monkeypatch):
     assert ran == [1]
     assert np.array_equal(out[True][0], out[False][0], equal_nan=True)
     assert np.array_equal(out[True][1], out[False][1])
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_relu_same_bits(dtype, numpy_only):
+    x = _odd_values(np.random.default_rng(5), (7, 300), dtype)
+    out = {}
+    for native in (True, False):
+        numpy_only(not native)
+        out[native] = engine.relu(engine.tensor(x)).numpy()
+    assert np.array_equal(out[True].view(np.uint8), out[False].view(np.uint8))  # nan and -0 included
+
+
+# ---- the C thread pool (engine/_pool.c) that runs every kernel ----------------------------------------
+
+@pytest.fixture
+def three_threads(monkeypatch):
+    """Three engine threads, and a grain so small that the tests' arrays are split over all of them."""
+    monkeypatch.setattr(engine._parallel, "GRAIN", 16)
+    before = engine.get_num_threads()
+    engine.set_num_threads(3)
+    yield
+    engine.set_num_threads(before)
+
+
+def _relu_job(x):
+    out = np.empty_like(x)
+    parts = _native.run(_native._TASK["relu", x.dtype], x.size, 1, x.ctypes.data, out.ctypes.data)
+    return parts, out
+
+
+def test_the_pool_splits_a_kernel_over_the_threads(three_threads):
+    x = _odd_values(np.random.default_rng(6), (1001,), np.float32)  # 1001: ranges of unequal length
+    parts, out = _relu_job(x)
+    assert parts == 3
+    assert np.array_equal(out.view(np.uint8), np.maximum(x, np.float32(0)).view(np.uint8))
+    engine.set_num_threads(1)
+    assert _relu_job(x)[0] == 1
+
+
+def test_the_pool_serves_threads_that_ask_at_once(three_threads):
+    """A thread asking while another's job runs gets its job done on its own thread: right either way."""
+    import threading
+    rng = np.random.default_rng(7)
+    arrays = [rng.standard_normal(50_000).astype(np.float32) for _ in range(4)]
+    wrong = []
+
+    def work(x):
+        for _ in range(50):
+            if not np.array_equal(_relu_job(x)[1], np.maximum(x, np.float32(0))):
+                wrong.append(x)
+
+    threads = [threading.Thread(target=work, args=(x,)) for x in arrays]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not wrong
+
+
+def _relu_in_child(x, conn):
+    parts, out = _relu_job(x)
+    conn.send((parts, np.array_equal(out, np.maximum(x, np.float32(0)))))
+
+
+def test_a_forked_child_starts_its_own_workers(three_threads):
+    """The parent's workers do not exist in a forked child (an RQ work horse): the child's pool must
+    start new ones rather than wait forever for the parent's."""
+    import multiprocessing
+    x = np.random.default_rng(8).standard_normal(10_000).astype(np.float32)
+    assert _relu_job(x)[0] == 3  # the parent's workers exist now
+    ctx = multiprocessing.get_context("fork")
+    parent_end, child_end = ctx.Pipe()
+    child = ctx.Process(target=_relu_in_child, args=(x, child_end))
+    child.start()
+    got = parent_end.recv() if parent_end.poll(120) else None  # a hang guard, not a speed limit
+    child.join(5)
+    if child.is_alive():
+        child.kill()
+    assert got == (3, True), "the forked child's pool did not run its job"
