@@ -183,6 +183,16 @@ VECTORIZED void index_add_rows_##S(T *restrict target, const int64_t *restrict i
     }                                                                                                 \
 }                                                                                                     \
                                                                                                       \
+/* The column sums of rows [r0, r1) of x (rows of n), into out (n): the first row copied, the others  \
+   added in order, as numpy sums a leading axis. */                                                  \
+VECTORIZED void sum_rows_##S(const T *restrict x, T *restrict out, int64_t r0, int64_t r1, int64_t n) { \
+    for (int64_t i = 0; i < n; i++)                                                                   \
+        out[i] = x[r0 * n + i];                                                                       \
+    for (int64_t r = r0 + 1; r < r1; r++)                                                             \
+        for (int64_t i = 0; i < n; i++)                                                               \
+            out[i] += x[r * n + i];                                                                   \
+}                                                                                                     \
+                                                                                                      \
 /* Softmax's backward on rows [r0, r1) of n: out = y * (g - sum(g * y)). */                          \
 VECTORIZED void softmax_backward_##S(const T *restrict g, const T *restrict y, T *restrict out,     \
                                      int64_t r0, int64_t r1, int64_t n) {                             \
@@ -540,6 +550,13 @@ void layer_norm_backward_##S##_task(const pool_arg *a, int64_t s, int64_t e) {  
 void index_add_rows_##S##_task(const pool_arg *a, int64_t s, int64_t e) {                            \
     index_add_rows_##S(ARG_P(0, T *), ARG_P(1, const int64_t *), ARG_P(2, const T *), ARG_I(3),       \
                        ARG_I(4), s, e);                                                               \
+}                                                                                                     \
+/* x, partial sums, rows, n, rows per block: blocks of rows, block k's column sums into row k */       \
+void sum_rows_##S##_task(const pool_arg *a, int64_t s, int64_t e) {                                  \
+    const int64_t rows = ARG_I(2), n = ARG_I(3), per = ARG_I(4);                                     \
+    for (int64_t k = s; k < e; k++)                                                                   \
+        sum_rows_##S(ARG_P(0, const T *), ARG_P(1, T *) + k * n, k * per,                             \
+                     (k + 1) * per < rows ? (k + 1) * per : rows, n);                                 \
 }                                                                                                     \
 /* g, y, out, n: rows */                                                                              \
 void softmax_backward_##S##_task(const pool_arg *a, int64_t s, int64_t e) {                          \

@@ -40,7 +40,7 @@ def _load():
 
 _LIB = _load()
 _SUFFIX = {np.dtype(np.float32): "f32", np.dtype(np.float64): "f64"}
-_KERNELS = ("relu", "relu_grad", "adam", "layer_norm", "layer_norm_backward", "index_add_rows", "softmax_backward",
+_KERNELS = ("relu", "relu_grad", "adam", "layer_norm", "layer_norm_backward", "sum_rows", "index_add_rows", "softmax_backward",
             "max_pool_backward", "max_pool_2x2", "conv2d", "conv2d_weight")
 _FLOAT32_ONLY = {"conv2d", "conv2d_weight", "max_pool_2x2"}
 _TASK = {}  # (kernel, dtype) -> the address of its task, for pool_run
@@ -153,6 +153,17 @@ def layer_norm_backward(g, x, w, mean, rstd, want_gx: bool, want_gw: bool, want_
     run(_TASK["layer_norm_backward", x.dtype], blocks, ROWS_PER_BLOCK * n,
         *(_ptr(a) for a in (g, x, w, mean, rstd, gx, gw, gb)), rows, n, ROWS_PER_BLOCK)
     return gx, None if gw is None else gw.sum(0), None if gb is None else gb.sum(0)
+
+
+def sum_rows(x):
+    """The column sums of x (rows, n): blocks of ``ROWS_PER_BLOCK`` rows summed over the threads, then
+    the blocks in order, so the bits do not depend on the thread count (a Linear's bias gradient: on
+    one core numpy's ``x.sum(0)`` took 17 of W3's ms)."""
+    rows, n = x.shape
+    blocks = -(-rows // ROWS_PER_BLOCK)
+    partial = np.empty((blocks, n), dtype=x.dtype)
+    run(_TASK["sum_rows", x.dtype], blocks, ROWS_PER_BLOCK * n, _ptr(x), _ptr(partial), rows, n, ROWS_PER_BLOCK)
+    return partial[0] if blocks == 1 else partial.sum(0)
 
 
 def _pool_geometry(geo) -> np.ndarray:

@@ -404,3 +404,35 @@ def test_a_forked_child_starts_its_own_workers(three_threads):
     if child.is_alive():
         child.kill()
     assert got == (3, True), "the forked child's pool did not run its job"
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("dims,keepdim", [((0,), False), ((0, 1), True), ((0, 1), False)])
+def test_sums_over_leading_dims(dtype, dims, keepdim, monkeypatch):
+    """The kernel's column sums (a bias's gradient): numpy's values, and the same bits whatever the
+    thread count (blocks of rows, summed in order)."""
+    monkeypatch.setattr(_native, "SMALL", 0)
+    monkeypatch.setattr(engine._parallel, "GRAIN", 16)
+    x = np.random.default_rng(9).standard_normal((300, 7, 5)).astype(dtype)
+    before = engine.get_num_threads()
+    try:
+        runs = [(engine.set_num_threads(n), engine.tensor(x).sum(dims, keepdim=keepdim).numpy())[1] for n in (1, 3)]
+    finally:
+        engine.set_num_threads(before)
+    assert np.array_equal(runs[0], runs[1])
+    expected = x.astype(np.float64).sum(dims, keepdims=keepdim)
+    assert runs[0].shape == expected.shape and runs[0].dtype == dtype
+    np.testing.assert_allclose(runs[0], expected, rtol=1e-5 if dtype == np.float32 else 1e-12, atol=1e-5)
+
+
+def test_a_broadcast_bias_gradient_takes_the_kernel(monkeypatch):
+    """x + b with b broadcast over rows: b's gradient (sum_to) is the column sums of the output's."""
+    monkeypatch.setattr(_native, "SMALL", 0)
+    calls = []
+    monkeypatch.setattr(_native, "sum_rows", lambda x, f=_native.sum_rows: calls.append(x.shape) or f(x))
+    x = engine.tensor(np.ones((70, 3), np.float32))
+    b = engine.tensor(np.zeros(3, np.float32), requires_grad=True)
+    g = np.random.default_rng(10).standard_normal((70, 3)).astype(np.float32)
+    (x + b).backward(engine.tensor(g))
+    assert calls == [(70, 3)]
+    np.testing.assert_allclose(b.grad.numpy(), g.sum(0), rtol=1e-6)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import builtins
+import math
 from collections import namedtuple
 
 from .. import _native, _parallel, dtypes
@@ -31,9 +32,19 @@ class _Reduce(Op):
         return self.compute(x, self.dims, self.keepdim)
 
 
+def _sum(xp, x, dims, keepdim: bool, dtype=None):
+    """x summed over dims: over leading dims of a contiguous float array (a bias's gradient) by the
+    kernel, else by numpy, split over the threads where that keeps the bits."""
+    lead = len(dims)
+    if 0 < lead < x.ndim and dims == tuple(range(lead)) and dtype in (None, x.dtype) and _native.usable(xp, x):
+        out = _native.sum_rows(x.reshape(-1, math.prod(x.shape[lead:])))
+        return out.reshape(_keep_shape(x.shape, dims) if keepdim else x.shape[lead:])
+    return _parallel.reduce(xp, x, "sum", dims, keepdim, dtype=dtype)
+
+
 class Sum(_Reduce):
     def compute(self, x, dims, keepdim):
-        return _parallel.reduce(self.xp, x, "sum", dims, keepdim, dtype=self.out_dtype)
+        return _sum(self.xp, x, dims, keepdim, self.out_dtype)
 
     def backward(self, g):
         return SpreadBack.apply(g, shape=self.shape, dims=self.dims, keepdim=self.keepdim, scale=None)
@@ -74,7 +85,7 @@ class SumTo(Op):
         self.grad_shape = g.shape
         lead = g.ndim - len(shape)
         dims = tuple(range(lead)) + tuple(lead + i for i, s in enumerate(shape) if s == 1 and g.shape[lead + i] != 1)
-        return (g.sum(axis=dims, keepdims=True) if dims else g).reshape(shape)
+        return (_sum(self.xp, g, dims, True) if dims else g).reshape(shape)
 
     def backward(self, gg):
         from .shape import expand, reshape
