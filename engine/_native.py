@@ -79,7 +79,7 @@ def _arg(value) -> int:
 def run(task: int, n: int, per_item: int, *args) -> int:
     """A task of the kernels over [0, n) (n items of ``per_item`` elements), split over the engine's
     threads by the C pool (_pool.c): ``args`` in the order the task reads them (_kernels.c). Returns
-    the number of threads it ran on."""
+    the number of parts it was cut into (1: run whole on this thread)."""
     packed = array.array("q", [_arg(a) for a in args])
     return _pool_run(task, packed.buffer_info()[0], n, _parallel.parts(n, per_item))
 

@@ -436,3 +436,14 @@ def test_a_broadcast_bias_gradient_takes_the_kernel(monkeypatch):
     (x + b).backward(engine.tensor(g))
     assert calls == [(70, 3)]
     np.testing.assert_allclose(b.grad.numpy(), g.sum(0), rtol=1e-6)
+
+
+def test_the_pool_under_many_back_to_back_jobs(three_threads):
+    """Jobs of every size one after another: a worker late for one job must never take a part of the
+    next with the last one's range (parts are claimed with the job's number)."""
+    rng = np.random.default_rng(11)
+    x = rng.standard_normal(5000).astype(np.float32)
+    expected = np.maximum(x, np.float32(0))
+    for size in rng.integers(1, 5000, 3000):
+        parts, out = _relu_job(x[:size])
+        assert np.array_equal(out, expected[:size]), size
