@@ -46,14 +46,16 @@ class Node:
     """One recorded operation. ``next_edges[i]`` is where the gradient of input i goes:
     ``(node, output_index)``, or None when input i needs no gradient."""
 
-    __slots__ = ("next_edges", "seq", "num_outputs", "_pre_hooks", "_freed", "__dict__", "__weakref__")
+    __slots__ = ("next_edges", "seq", "__dict__", "__weakref__")
+    # defaults that few nodes change (set on the instance then): not written at every op
+    num_outputs = 1
+    _pre_hooks = None
+    _freed = False
 
     def __init__(self, **params):
-        self.__dict__.update(params)
+        if params:
+            self.__dict__.update(params)
         self.seq = next(_seq)
-        self.num_outputs = 1
-        self._pre_hooks = None
-        self._freed = False
 
     def name(self) -> str:
         return type(self).__name__ + "Backward0"
