@@ -257,6 +257,7 @@ KERNELS(double, f64, sqrt)
 #pragma GCC optimize("fp-contract=fast") /* these kernels want FMAs: they replace GEMMs, not numpy passes */
 
 typedef float vf __attribute__((vector_size(64), aligned(4))); /* 16 floats; loads need not be aligned */
+typedef int32_t vi __attribute__((vector_size(64), aligned(4))); /* 16 ints: a comparison of two vf */
 #define VW 16
 #define OB 8 /* output channels per register tile */
 #define PV 3 /* vectors of grid positions per register tile */
@@ -437,6 +438,98 @@ CONV_VECTORIZED void conv2d_weight_f32(const float *restrict x, const float *res
 
 #pragma GCC pop_options
 
+/* ---- Attention's softmax, float32 (engine/nn/functional/attention.py's AttentionWeights) ------------
+ *
+ * numpy makes attention's weights softmax(s * scale + mask) in seven passes over the (..., L, S) scores
+ * and their temporaries (7.7 of W3's 10 ms per layer's forward); here each row is done in the three
+ * passes it needs while it sits in L1: scale, mask and the max; exp and the sum; the division.
+ * exp is exp_f32 below: vectorizable, within 2 ulp of libm's (numpy's is within 1).
+ */
+
+#pragma GCC push_options
+/* no trapping: lets the selects below (ranges, nan) become vector blends; values are unchanged */
+#pragma GCC optimize("no-trapping-math")
+
+/* e^x: n = round(x / ln 2), r = x - n ln 2 in two parts (Cody and Waite), e^r by Cephes' expf
+   polynomial, times 2^n as two powers of two (so results down to denormals stay graded, not cut);
+   inf above 88.72, 0 below -103.98, nan for nan. */
+static inline float exp_f32(float x) {
+    const float xc = x < -104.0f ? -104.0f : (x > 88.8f ? 88.8f : x); /* (nan passes, for the end) */
+    const float round = 12582912.0f; /* 1.5 * 2^23: adding and subtracting it rounds to an integer */
+    const float n = (xc * 1.44269504088896341f + round) - round;
+    const float r = (xc - n * 0.693359375f) - n * -2.12194440e-4f;
+    float p = 1.9875691500e-4f;
+    p = p * r + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    p = p * r * r + r + 1.0f;
+    const int32_t k = (int32_t)n, k1 = k >> 1, k2 = k - k1;
+    const int32_t b1 = (k1 + 127) << 23, b2 = (k2 + 127) << 23;
+    float s1, s2;
+    memcpy(&s1, &b1, sizeof s1);
+    memcpy(&s2, &b2, sizeof s2);
+    float y = p * s1 * s2;
+    y = x > 88.72283935546875f ? __builtin_inff() : y;
+    y = x < -103.97208f ? 0.0f : y;
+    return x != x ? x : y;
+}
+
+/* Rows [r0, r1) of s (rows of S; row r is row r % L of its (L, S) matrix), in place: softmax over the
+   row of s * scale + mask (mask: (L, S), or NULL). A row's max that is not finite (every entry -inf,
+   or an inf) is not subtracted, as in the numpy code; with safe, a row that sums to 0 (all -inf) gives
+   zeros rather than nan (PyTorch's SDPA). */
+VECTORIZED void attention_softmax_f32(float *restrict s, const float *restrict mask, int64_t r0, int64_t r1,
+                                      int64_t L, int64_t S, double scale, int safe) {
+    const float sc = (float)scale;
+    for (int64_t r = r0; r < r1; r++) {
+        float *row = s + r * S;
+        if (mask) {
+            const float *m = mask + (r % L) * S;
+            for (int64_t j = 0; j < S; j++)
+                row[j] = row[j] * sc + m[j];
+        } else {
+            for (int64_t j = 0; j < S; j++)
+                row[j] = row[j] * sc;
+        }
+        /* the max, 16 running maxima in a vector (a nan is passed over: it makes its whole row nan
+           below, whatever is subtracted, as in the numpy code) */
+        const vf minus_inf = (vf){0} - __builtin_inff();
+        vf top16 = minus_inf;
+        int64_t i = 0;
+        for (; i + VW <= S; i += VW) {
+            const vf v = *(const vf *)(row + i);
+            const vi greater = v > top16;
+            top16 = (vf)((greater & (vi)v) | (~greater & (vi)top16));
+        }
+        float top = -__builtin_inff();
+        for (; i < S; i++)
+            top = row[i] > top ? row[i] : top;
+        for (int j = 0; j < VW; j++)
+            top = top16[j] > top ? top16[j] : top;
+        /* a max that is not finite (all -inf, or an inf) is not subtracted */
+        const float shift = top - top == 0.0f ? top : 0.0f;
+        for (int64_t j = 0; j < S; j++)
+            row[j] = exp_f32(row[j] - shift);
+        /* the sum: 16 running sums, then the tail, then the sums in order */
+        vf sum16 = (vf){0};
+        for (i = 0; i + VW <= S; i += VW)
+            sum16 += *(const vf *)(row + i);
+        float sum = 0.0f;
+        for (; i < S; i++)
+            sum += row[i];
+        for (int j = 0; j < VW; j++)
+            sum += sum16[j];
+        if (safe && sum == 0.0f)
+            sum = 1.0f;
+        for (int64_t j = 0; j < S; j++)
+            row[j] = row[j] / sum;
+    }
+}
+
+#pragma GCC pop_options
+
 /* ---- 2x2 max pooling at stride 2 (MaxPool2d(2), the usual one), float32, AVX-512 --------------------
  *
  * conv.py's max_windows does every kind of window in numpy: nine strided passes. Its rows here are
@@ -570,6 +663,12 @@ void max_pool_backward_##S##_task(const pool_arg *a, int64_t s, int64_t e) {    
 
 TASKS(float, f32)
 TASKS(double, f64)
+
+/* s, mask (or NULL), L, S, scale, safe (integer): rows */
+void attention_softmax_f32_task(const pool_arg *a, int64_t s, int64_t e) {
+    attention_softmax_f32(ARG_P(0, float *), ARG_P(1, const float *), s, e, ARG_I(2), ARG_I(3), ARG_D(4),
+                          (int)ARG_I(5));
+}
 
 /* x, best, arg, h, w, ho, wo: planes */
 void max_pool_2x2_f32_task(const pool_arg *a, int64_t s, int64_t e) {

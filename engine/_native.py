@@ -41,8 +41,8 @@ def _load():
 _LIB = _load()
 _SUFFIX = {np.dtype(np.float32): "f32", np.dtype(np.float64): "f64"}
 _KERNELS = ("relu", "relu_grad", "adam", "layer_norm", "layer_norm_backward", "sum_rows", "index_add_rows", "softmax_backward",
-            "max_pool_backward", "max_pool_2x2", "conv2d", "conv2d_weight")
-_FLOAT32_ONLY = {"conv2d", "conv2d_weight", "max_pool_2x2"}
+            "max_pool_backward", "max_pool_2x2", "conv2d", "conv2d_weight", "attention_softmax")
+_FLOAT32_ONLY = {"conv2d", "conv2d_weight", "max_pool_2x2", "attention_softmax"}
 _TASK = {}  # (kernel, dtype) -> the address of its task, for pool_run
 GEMM_TASK = _pool_run = None
 try:
@@ -164,6 +164,16 @@ def sum_rows(x):
     partial = np.empty((blocks, n), dtype=x.dtype)
     run(_TASK["sum_rows", x.dtype], blocks, ROWS_PER_BLOCK * n, _ptr(x), _ptr(partial), rows, n, ROWS_PER_BLOCK)
     return partial[0] if blocks == 1 else partial.sum(0)
+
+
+def attention_softmax(s, mask, scale: float, safe: bool) -> None:
+    """In place on float32 scores s (..., L, S): softmax over the last dim of s * scale + mask, mask an
+    (L, S) float32 array or None (attention.py's AttentionWeights says what ``safe`` does)."""
+    L, S = s.shape[-2:]
+    if mask is not None:
+        mask = np.ascontiguousarray(np.broadcast_to(mask, (L, S)))
+    rows = s.size // S
+    run(_TASK["attention_softmax", s.dtype], rows, S, _ptr(s), _ptr(mask), L, S, float(scale), bool(safe))
 
 
 def _pool_geometry(geo) -> np.ndarray:

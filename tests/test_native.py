@@ -447,3 +447,42 @@ def test_the_pool_under_many_back_to_back_jobs(three_threads):
     for size in rng.integers(1, 5000, 3000):
         parts, out = _relu_job(x[:size])
         assert np.array_equal(out, expected[:size]), size
+
+
+ATTENTION_MASKS = ["none", "causal", "row", "all_masked_row"]
+
+
+def _attention_mask(kind, L, S):
+    if kind == "none":
+        return None
+    if kind == "row":  # one (S,) row for every query
+        return np.where(np.arange(S) % 3 == 0, -np.inf, 0.0).astype(np.float32)
+    mask = np.triu(np.full((L, S), -np.inf, np.float32), 1)
+    if kind == "all_masked_row":
+        mask[2] = -np.inf  # a query with nothing to attend to
+    return mask
+
+
+@pytest.mark.parametrize("kind", ATTENTION_MASKS)
+@pytest.mark.parametrize("safe", [True, False])
+@pytest.mark.filterwarnings("ignore:invalid value:RuntimeWarning")
+def test_attention_softmax_matches_numpy(kind, safe, numpy_only):
+    """The fused softmax of attention's weights: numpy's values (its exp is within 2 ulp of numpy's),
+    and the same zeros and nans: masked entries, a row with everything masked, inf and nan scores."""
+    from engine.nn.functional.attention import AttentionWeights
+    rng = np.random.default_rng(12)
+    L, S = 7, 37  # rows not a multiple of the kernel's 16 lanes
+    q = (rng.standard_normal((3, 2, L, 5)) * 4).astype(np.float32)
+    k = (rng.standard_normal((3, 2, S, 5)) * 4).astype(np.float32)
+    q[0, 0, 1, 0], q[0, 1, 3, 0], q[1, 0, 4, 0] = np.inf, np.nan, -np.inf  # an inf, a nan and a -inf row
+    k[2, 1, :, :] *= 40  # scores that underflow exp to denormals and zeros
+    mask = _attention_mask(kind, L, S)
+    out = {}
+    for native in (True, False):
+        numpy_only(not native)
+        op = AttentionWeights(scale=0.37, safe=safe)
+        op.xp = np
+        with np.errstate(all="ignore"):
+            out[native] = op.forward(q.copy(), k.copy(), mask)
+    np.testing.assert_allclose(out[True], out[False], rtol=3e-6, atol=1e-30)  # nan where numpy has nan
+    assert np.array_equal(out[True] == 0, out[False] == 0)  # masked entries exactly 0

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import warnings
 
-from ... import _parallel, dtypes
+from ... import _native, _parallel, dtypes
 from ...autograd.graph import Op
 from ...ops.linalg import matmul
 from ...ops.reduce import SoftmaxGrad
@@ -34,6 +34,9 @@ class AttentionWeights(Op):
         # a mask of the scores' last two dims goes with each piece of whole (L, S) matrices; any other
         # is added in one pass first
         per_matrix = mask is None or mask.ndim <= 2
+        if per_matrix and s.dtype == xp.float32 and _native.usable(xp, s, mask) and s.size:
+            _native.attention_softmax(s, mask, scale, safe)  # the same, in one kernel
+            return s
         if not per_matrix:
             _parallel.ufunc(xp, xp.multiply, s, s.dtype.type(scale), out=s)
             _parallel.ufunc(xp, xp.add, s, mask, out=s)
