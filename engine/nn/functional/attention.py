@@ -195,19 +195,23 @@ def multi_head_attention_forward(query, key, value, embed_dim_to_check: int, num
                                  out_proj_weight, out_proj_bias, training: bool = True, key_padding_mask=None,
                                  need_weights: bool = True, attn_mask=None, use_separate_proj_weight: bool = False,
                                  q_proj_weight=None, k_proj_weight=None, v_proj_weight=None, static_k=None,
-                                 static_v=None, average_attn_weights: bool = True, is_causal: bool = False):
+                                 static_v=None, average_attn_weights: bool = True, is_causal: bool = False,
+                                 _batch_first: bool = False):
     """PyTorch's multi-head attention on sequence-first (L, N, E) inputs (or unbatched (L, E)).
 
     Bool masks mark with True what may not be attended to; float masks are added to the scores.
     With ``need_weights`` the weights come from a plain softmax (a fully masked row gives nan, as in
-    PyTorch); without, from SDPA's (that row gives zeros).
+    PyTorch); without, from SDPA's (that row gives zeros). ``_batch_first`` (nn.MultiheadAttention's,
+    batched inputs only) takes and gives (N, L, E): the heads are views of the projections either
+    way, so a batch-first caller need not transpose and copy its inputs and output.
     """
     batched = _mha_shape_check(query, key, value, key_padding_mask, attn_mask, num_heads)
     if not batched:
         query, key, value = query.unsqueeze(1), key.unsqueeze(1), value.unsqueeze(1)
         if key_padding_mask is not None:
             key_padding_mask = key_padding_mask.unsqueeze(0)
-    L, N, E = query.shape
+    seq = 1 if _batch_first else 0  # the sequence's dim; the batch's is the other of the first two
+    (L, N), E = ((query.shape[1], query.shape[0]) if _batch_first else query.shape[:2]), query.shape[2]
     if E != embed_dim_to_check:
         raise RuntimeError(f"multi_head_attention_forward: expected query with embedding dimension "
                            f"{embed_dim_to_check}, got {E} (query shape {tuple(query.shape)})")
@@ -233,7 +237,7 @@ def multi_head_attention_forward(query, key, value, embed_dim_to_check: int, num
         attn_mask = _additive_mask(attn_mask, "attn_mask", query, masked_when=True)
         is_causal = False  # with a padding mask merged in, or weights wanted, the mask is used as given
     if attn_mask is not None:
-        expected = (L, key.shape[0]) if attn_mask.ndim == 2 else (N * H, L, key.shape[0])
+        expected = (L, key.shape[seq]) if attn_mask.ndim == 2 else (N * H, L, key.shape[seq])
         if tuple(attn_mask.shape) != expected:
             raise RuntimeError(f"The shape of the {attn_mask.ndim}D attn_mask is {tuple(attn_mask.shape)}, but "
                                f"should be {expected}.")
@@ -249,17 +253,18 @@ def multi_head_attention_forward(query, key, value, embed_dim_to_check: int, num
     q, k, v = linear(query, w_q, b_q), linear(key, w_k, b_k), linear(value, w_v, b_v)
 
     if bias_k is not None and bias_v is not None:  # one more key/value position, learned
-        k = cat([k, bias_k.expand(1, N, E)])
-        v = cat([v, bias_v.expand(1, N, E)])
+        extra = (N, 1, E) if _batch_first else (1, N, E)
+        k = cat([k, bias_k.reshape(1, 1, E).expand(*extra)], dim=seq)
+        v = cat([v, bias_v.reshape(1, 1, E).expand(*extra)], dim=seq)
         attn_mask = pad(attn_mask, (0, 1)) if attn_mask is not None else None
         kpm = pad(kpm, (0, 1)) if kpm is not None else None
     elif bias_k is not None or bias_v is not None:
         raise RuntimeError("multi_head_attention_forward: give both bias_k and bias_v, or neither")
 
-    # heads: (seq, N, E) -> (N, H, seq, D)
-    q = q.reshape(L, N, H, D).permute(1, 2, 0, 3)
-    k = _heads(k, N, H, D) if static_k is None else _static(static_k, "static_k", N, H, D)
-    v = _heads(v, N, H, D) if static_v is None else _static(static_v, "static_v", N, H, D)
+    # heads: (seq, N, E) or (N, seq, E) -> (N, H, seq, D), views
+    q = _heads(q, N, H, D, seq)
+    k = _heads(k, N, H, D, seq) if static_k is None else _static(static_k, "static_k", N, H, D)
+    v = _heads(v, N, H, D, seq) if static_v is None else _static(static_v, "static_v", N, H, D)
     if add_zero_attn:  # one more key/value position of zeros
         k = cat([k, k.new_zeros((N, H, 1, D))], dim=2)
         v = cat([v, v.new_zeros((N, H, 1, D))], dim=2)
@@ -279,7 +284,8 @@ def multi_head_attention_forward(query, key, value, embed_dim_to_check: int, num
 
     out, weights = _attend(q, k, v, mask, dropout_p if training else 0.0, 1.0 / math.sqrt(D),
                            safe=not need_weights)
-    out = linear(out.permute(2, 0, 1, 3).reshape(L, N, E), out_proj_weight, out_proj_bias)
+    out = out.permute(0, 2, 1, 3).reshape(N, L, E) if _batch_first else out.permute(2, 0, 1, 3).reshape(L, N, E)
+    out = linear(out, out_proj_weight, out_proj_bias)
     if not need_weights:
         return (out if batched else out.squeeze(1)), None
     if average_attn_weights:
@@ -287,7 +293,10 @@ def multi_head_attention_forward(query, key, value, embed_dim_to_check: int, num
     return (out, weights) if batched else (out.squeeze(1), weights.squeeze(0))
 
 
-def _heads(x, N: int, H: int, D: int):
+def _heads(x, N: int, H: int, D: int, seq: int):
+    """(seq, N, H * D) (seq = 0) or (N, seq, H * D) (seq = 1) as a (N, H, seq, D) view."""
+    if seq:
+        return x.reshape(N, x.shape[1], H, D).permute(0, 2, 1, 3)
     return x.reshape(x.shape[0], N, H, D).permute(1, 2, 0, 3)
 
 

@@ -105,20 +105,14 @@ class MultiheadAttention(Module):
         _check_last_dim(self, key, "key", self.kdim, "kdim", self.batch_first)
         _check_last_dim(self, value, "value", self.vdim, "vdim", self.batch_first)
         batched = query.ndim == 3
-        if self.batch_first and batched:  # to sequence-first, transposing a shared tensor once
-            # and copying it once: each projection (and its weight gradient) would copy a strided view
-            seen = {}
-            query, key, value = (seen.setdefault(id(x), x.transpose(1, 0).contiguous())
-                                 for x in (query, key, value))
         out, weights = F.multi_head_attention_forward(
             query, key, value, self.embed_dim, self.num_heads, self.in_proj_weight, self.in_proj_bias,
             self.bias_k, self.bias_v, self.add_zero_attn, self.dropout, self.out_proj.weight, self.out_proj.bias,
             training=self.training, key_padding_mask=key_padding_mask, need_weights=need_weights,
             attn_mask=attn_mask, use_separate_proj_weight=not self._qkv_same_embed_dim,
             q_proj_weight=self.q_proj_weight, k_proj_weight=self.k_proj_weight, v_proj_weight=self.v_proj_weight,
-            average_attn_weights=average_attn_weights, is_causal=is_causal)
-        if self.batch_first and batched:
-            out = out.transpose(1, 0)
+            average_attn_weights=average_attn_weights, is_causal=is_causal,
+            _batch_first=self.batch_first and batched)  # (N, L, E) as it is: no transposed copies
         return out, weights
 
 
