@@ -1,6 +1,7 @@
-"""The fused CPU kernels of engine/_kernels.c (ReLU's gradient, Adam, layer norm, softmax's and max
-pooling's gradients, an embedding gradient's row scatter, direct float32 convolutions), called through
-ctypes on contiguous float32/float64 numpy arrays, split over the engine's threads.
+"""The fused CPU kernels of engine/_kernels.c (ReLU and its gradient, Adam, layer norm, sums over leading
+dims, attention's weights, softmax's and max pooling's gradients, an embedding gradient's row scatter,
+direct float32 convolutions), on contiguous float32/float64 numpy arrays, each run as a task of the C
+thread pool (engine/_pool.c), which splits it over the engine's threads; ctypes releases the GIL.
 
 numpy runs one pass over memory per operation; a kernel here runs a whole formula in one pass, which
 is where the CPU spends its time once the GEMMs are done (docs/engine.md, "Native kernels"). The
@@ -40,8 +41,8 @@ def _load():
 
 _LIB = _load()
 _SUFFIX = {np.dtype(np.float32): "f32", np.dtype(np.float64): "f64"}
-_KERNELS = ("relu", "relu_grad", "adam", "layer_norm", "layer_norm_backward", "sum_rows", "index_add_rows", "softmax_backward",
-            "max_pool_backward", "max_pool_2x2", "conv2d", "conv2d_weight", "attention_softmax")
+_KERNELS = ("relu", "relu_grad", "adam", "layer_norm", "layer_norm_backward", "sum_rows", "index_add_rows",
+            "softmax_backward", "max_pool_backward", "max_pool_2x2", "conv2d", "conv2d_weight", "attention_softmax")
 _FLOAT32_ONLY = {"conv2d", "conv2d_weight", "max_pool_2x2", "attention_softmax"}
 _TASK = {}  # (kernel, dtype) -> the address of its task, for pool_run
 GEMM_TASK = _pool_run = None
@@ -60,7 +61,8 @@ except AttributeError as _missing:  # a library built from older sources: run nu
                   "Rebuild them with `pip install -e .` (or `make venv`)", RuntimeWarning, stacklevel=2)
     _LIB, _TASK = None, {}
 if _LIB is not None:
-    _pool_run.argtypes, _pool_run.restype = (ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64), ctypes.c_int
+    _pool_run.argtypes = (ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64)
+    _pool_run.restype = ctypes.c_int
 
 ready = _LIB is not None
 pool_2x2_ready = ready and bool(_LIB.max_pool_2x2_available())  # an AVX-512 kernel: other machines run numpy
@@ -118,9 +120,10 @@ def relu_grad(g, y, out) -> None:
 def adam(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, *, decay: float, l2: float, maximize: bool,
          lerp_weight: float, beta2: float, bias_correction2_sqrt: float, eps: float, step_size: float) -> None:
     """One Adam step in place (optim/adam.py's ``adam_update`` says what each argument is)."""
-    run(_TASK["adam", param.dtype], param.size, 1, *(_ptr(a) for a in (param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq)),
-        float(decay), float(l2), bool(maximize), float(lerp_weight), float(beta2), float(1 - beta2),
-        float(bias_correction2_sqrt), float(eps), float(step_size))
+    arrays = (param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq)
+    run(_TASK["adam", param.dtype], param.size, 1, *(_ptr(a) for a in arrays), float(decay), float(l2),
+        bool(maximize), float(lerp_weight), float(beta2), float(1 - beta2), float(bias_correction2_sqrt),
+        float(eps), float(step_size))
 
 
 def softmax_backward(g, y):
