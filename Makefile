@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 .PHONY: run test venv chromium clean
 
 # Re-install whenever pyproject.toml or the engine's C kernels (built by setup.py) change.
-$(STAMP): pyproject.toml setup.py engine/_kernels.c engine/_pool.c engine/_pool.h
+$(STAMP): pyproject.toml setup.py engine/_kernels.c engine/_pool.c engine/_pool.h engine/_cblas.c
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Fita needs Python 3.11 or newer"'
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip

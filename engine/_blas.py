@@ -1,5 +1,5 @@
-"""The engine's large matrix products: MKL's GEMM where the ``mkl`` package is installed (a dependency on
-x86-64 Linux), split over the engine's threads; numpy's BLAS (OpenBLAS) everywhere else.
+"""The engine's matrix products: MKL's GEMM where the ``mkl`` package is installed (a dependency on
+x86-64 Linux), large ones split over the engine's threads; numpy's BLAS (OpenBLAS) everywhere else.
 
 Why: the reference workloads spend most of a CPU step in GEMMs of a few shapes (docs/benchmarks.md), and
 there numpy's OpenBLAS 0.3.31 (its SkylakeX kernels) runs 15-25% behind MKL, the GEMM PyTorch uses:
@@ -7,8 +7,13 @@ there numpy's OpenBLAS 0.3.31 (its SkylakeX kernels) runs 15-25% behind MKL, the
 runtime library and set to run sequentially: each product's rows (or columns) are split over the
 engine's own C thread pool (``_native.run``, engine/_pool.c), so no second pool of threads (MKL's
 OpenMP, spinning after each call like OpenBLAS's did, docs/engine.md "Threads") competes for the cores.
-Without the engine's C library (no compiler at install) every product stays on numpy. Products below ``MIN_MACS``
-multiply-adds stay on numpy, whose call costs less and whose small-matrix kernels are as fast.
+Without the engine's C library (no compiler at install) every product stays on numpy.
+
+Products below ``MIN_MACS`` multiply-adds run on the calling thread, through engine._cblas (a CPython
+module: ctypes and its pointer lookups cost ~6 us a call): OpenBLAS's small kernels are slow in one
+layout, ``h @ W.T`` (an RNN's step, a Linear on a small batch): 24 us against MKL's 12.5 for 32x128x128,
+and MKL is as fast or faster in the others (docs/engine.md "Matrix products"). Below ``MIN_SMALL_MACS``
+numpy's call costs less.
 
 ``ENGINE_BLAS=numpy`` in the environment keeps every product on numpy. CuPy arrays never come here.
 """
@@ -21,7 +26,13 @@ import numpy as np
 
 from . import _native, _parallel
 
-MIN_MACS = 1 << 22  # multiply-adds below which numpy's BLAS takes the product
+try:
+    from . import _cblas  # MKL's GEMM for small products, called with little overhead (engine/_cblas.c)
+except ImportError:  # built without a C compiler
+    _cblas = None
+
+MIN_MACS = 1 << 22  # multiply-adds from which a product is split over the threads
+MIN_SMALL_MACS = 1 << 16  # multiply-adds below which numpy's BLAS takes the product (its call costs less)
 SPLIT_MACS = 1 << 21  # multiply-adds per thread at least when a product is split by rows
 _NO_TRANS, _TRANS = 111, 112  # CBLAS's flags
 _MKL_THREADING_SEQUENTIAL, _MKL_INTERFACE_LP64 = 1, 0
@@ -103,13 +114,31 @@ def _mkl_matmul(a, b, bias):
     return out
 
 
+def _mkl_small(a, b):
+    """a @ b on MKL on this thread through engine._cblas, or None when it does not take these arrays
+    (another dtype, or neither rows nor columns contiguous)."""
+    fn = _GEMM.get(a.dtype)
+    if fn is None or type(a) is not np.ndarray or type(b) is not np.ndarray:
+        return None
+    out = np.empty((a.shape[0], b.shape[1]), a.dtype)
+    try:
+        _cblas.gemm(fn, a, b, out)
+    except ValueError:
+        return None
+    return out
+
+
 def matmul(xp, a, b, bias=None):
-    """``a @ b``, plus ``bias`` (broadcast over the rows) when given: MKL for large 2-D float products on
-    numpy arrays where it is loaded, ``xp.matmul`` otherwise."""
-    if (_GEMM is not None and xp is np and a.ndim == 2 == b.ndim
-            and a.shape[0] * a.shape[1] * b.shape[1] >= MIN_MACS):
-        out = _mkl_matmul(a, b, bias)
+    """``a @ b``, plus ``bias`` (broadcast over the rows) when given: MKL for 2-D float products on numpy
+    arrays where it is loaded (split over the threads from ``MIN_MACS`` multiply-adds, on this thread
+    from ``MIN_SMALL_MACS``), ``xp.matmul`` otherwise."""
+    if _GEMM is not None and xp is np and a.ndim == 2 == b.ndim:
+        macs = a.shape[0] * a.shape[1] * b.shape[1]
+        out = (_mkl_matmul(a, b, bias) if macs >= MIN_MACS
+               else _mkl_small(a, b) if macs >= MIN_SMALL_MACS and _cblas is not None else None)
         if out is not None:
+            if bias is not None and macs < MIN_MACS:
+                out += bias
             return out
     out = xp.matmul(a, b)
     if bias is not None:

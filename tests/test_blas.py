@@ -1,6 +1,7 @@
-"""engine/_blas.py: large matrix products on MKL where the mkl package is installed (it is, where the
-suite runs on x86-64 Linux), with the same results as numpy's within float rounding, for every layout
-it takes; the others, and small products, stay on numpy. And the layers that use it against torch."""
+"""engine/_blas.py: matrix products on MKL where the mkl package is installed (it is, where the suite
+runs on x86-64 Linux): large ones split over the threads, small ones through engine._cblas, with the
+same results as numpy's within float rounding, for every layout they take; the others, and tiny
+products, stay on numpy. And the layers that use it against torch."""
 import importlib.metadata
 import os
 import subprocess
@@ -98,6 +99,53 @@ def test_what_mkl_does_not_take_runs_on_numpy(case):
         a = np.stack([a, a])
     assert not _blas.mkl or _blas._mkl_matmul(a, b, None) is None
     np.testing.assert_allclose(_blas.matmul(np, a, b), a @ b, rtol=1e-5, atol=1e-4)
+
+
+needs_small = pytest.mark.skipif(not _blas.mkl or _blas._cblas is None, reason="no MKL or no engine._cblas here")
+
+
+@needs_small
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("ta", [False, True])
+@pytest.mark.parametrize("tb", [False, True])
+@pytest.mark.parametrize("with_bias", [False, True])
+def test_small_mkl_products_in_every_layout(dtype, ta, tb, with_bias):
+    m, k, n = 33, 97, 41  # MIN_SMALL_MACS <= m * k * n < MIN_MACS: on this thread, through engine._cblas
+    assert _blas.MIN_SMALL_MACS <= m * k * n < _blas.MIN_MACS
+    a, b = _operand((m, k), ta, dtype, 15), _operand((k, n), tb, dtype, 16)
+    bias = randn(n, seed=17, dtype=dtype) if with_bias else None
+    assert _blas._mkl_small(a, b) is not None, "MKL should take this product"
+    _assert_close(_blas.matmul(np, a, b, bias=bias), a, b, bias)
+
+
+@needs_small
+@pytest.mark.parametrize("case", ["strided both ways", "mixed dtypes", "integers"])
+def test_small_products_mkl_does_not_take_run_on_numpy(case):
+    a, b = randn(40, 90, seed=18), randn(90, 50, seed=19)
+    if case == "strided both ways":
+        a = randn(80, 180, seed=20)[::2, ::2]
+    elif case == "mixed dtypes":
+        b = b.astype(np.float64)
+    else:
+        a, b = (a * 10).astype(np.int64), (b * 10).astype(np.int64)
+    assert _blas._mkl_small(a, b) is None
+    np.testing.assert_allclose(_blas.matmul(np, a, b), a @ b, rtol=1e-5, atol=1e-4)
+
+
+@needs_small
+def test_cblas_refuses_what_does_not_fit():
+    fn = _blas._GEMM[np.dtype(np.float32)]
+    a, b, out = randn(4, 5), randn(5, 6), np.empty((4, 6), np.float32)
+    with pytest.raises(TypeError):
+        _blas._cblas.gemm(fn, a, b)
+    with pytest.raises(ValueError):
+        _blas._cblas.gemm(fn, a, randn(4, 6), out)  # inner sizes differ
+    with pytest.raises(ValueError):
+        _blas._cblas.gemm(fn, a, b, np.empty((6, 4), np.float32).T)  # out's rows not contiguous
+    with pytest.raises(ValueError):
+        _blas._cblas.gemm(fn, a, b, np.empty((4, 6), np.float64))  # out of another dtype
+    _blas._cblas.gemm(fn, a, b, out)
+    _assert_close(out, a, b)
 
 
 @pytest.mark.torch
