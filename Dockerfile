@@ -47,7 +47,7 @@ COPY . /app
 
 # Installed in place (editable) so that the code finds the corpora it ships under /app/data, as it does
 # in a checkout; FITA_CORPUS_DIR says the same for code that reads it. A C compiler is there only for
-# the install, which builds the engine's fused CPU kernels (engine/_kernels.c, see setup.py).
+# the install, which builds the engine's compiled parts (engine/_kernels.c, _pool.c, _cblas.c; setup.py).
 RUN set -eux; \
     apt-get update; \
     apt-get install -y --no-install-recommends gcc libc6-dev; \
@@ -56,6 +56,7 @@ RUN set -eux; \
     apt-get purge -y --auto-remove gcc libc6-dev; \
     rm -rf /var/lib/apt/lists/*; \
     python -c 'import engine._native as n; assert n.ready, "the fused CPU kernels were not built"'; \
+    python -c 'import engine._cblas'; \
     command -v fita
 
 # Run as an unprivileged user; /data (artifacts, checkpoints, uploads) belongs to it, so a fresh named
