@@ -97,10 +97,17 @@ BLAS_IDLE_SPIN = 16  # log2 of the cycles an idle OpenBLAS thread spins before i
 
 
 def _blas_controllers() -> list:
+    """threadpoolctl's controllers of the loaded BLAS libraries; none without threadpoolctl (a dependency
+    of the install, but a bare checkout run by another python, as on a lent GPU machine, may lack it:
+    the engine then leaves BLAS's threads as they are rather than fail to import)."""
     global _blas
     if _blas is None:
-        from threadpoolctl import ThreadpoolController
-        _blas = ThreadpoolController().select(user_api="blas").lib_controllers
+        try:
+            from threadpoolctl import ThreadpoolController
+        except ImportError:
+            _blas = []
+        else:
+            _blas = ThreadpoolController().select(user_api="blas").lib_controllers
     return _blas
 
 

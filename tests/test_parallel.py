@@ -247,3 +247,21 @@ def test_batched_matmul_split(small_grain):
     x, y = engine.tensor(a, requires_grad=True), engine.tensor(np.ascontiguousarray(b), requires_grad=True)
     (x @ y).sum().backward()
     np.testing.assert_allclose(x.grad.numpy(), np.ones((5, 3, 6, 8), np.float32) @ b.swapaxes(-1, -2), rtol=1e-5)
+
+
+def test_the_engine_imports_and_trains_without_threadpoolctl():
+    """A bare checkout run by another python (a lent GPU machine's) may lack threadpoolctl: the engine
+    then leaves BLAS's threads alone instead of failing to import."""
+    import subprocess
+    import sys
+    code = ("import sys; sys.modules['threadpoolctl'] = None\n"  # makes `import threadpoolctl` fail
+            "import engine\n"
+            "from engine import _parallel\n"
+            "assert _parallel._blas_controllers() == []\n"
+            "with _parallel._one_blas_thread():\n"  # (what the split batched products use)
+            "    pass\n"
+            "m = engine.nn.Sequential(engine.nn.Linear(64, 32), engine.nn.ReLU(), engine.nn.Linear(32, 2))\n"
+            "m(engine.randn(4, 64)).sum().backward(); print('ok')\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "ok"
