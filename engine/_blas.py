@@ -132,15 +132,17 @@ def matmul(xp, a, b, bias=None):
     """``a @ b``, plus ``bias`` (broadcast over the rows) when given: MKL for 2-D float products on numpy
     arrays where it is loaded (split over the threads from ``MIN_MACS`` multiply-adds, on this thread
     from ``MIN_SMALL_MACS``), ``xp.matmul`` otherwise."""
+    out = None
     if _GEMM is not None and xp is np and a.ndim == 2 == b.ndim:
         macs = a.shape[0] * a.shape[1] * b.shape[1]
-        out = (_mkl_matmul(a, b, bias) if macs >= MIN_MACS
-               else _mkl_small(a, b) if macs >= MIN_SMALL_MACS and _cblas is not None else None)
-        if out is not None:
-            if bias is not None and macs < MIN_MACS:
-                out += bias
-            return out
-    out = xp.matmul(a, b)
+        if macs >= MIN_MACS:
+            out = _mkl_matmul(a, b, bias)  # (the bias inside the GEMM)
+            if out is not None:
+                return out
+        elif macs >= MIN_SMALL_MACS and _cblas is not None:
+            out = _mkl_small(a, b)
+    if out is None:
+        out = xp.matmul(a, b)
     if bias is not None:
         out += bias
     return out

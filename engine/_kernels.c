@@ -23,6 +23,8 @@
 #endif
 
 #define LANES 16
+/* the row helpers inlined even into a VECTORIZED clone (a call would run their baseline build) */
+#define INLINE static inline __attribute__((always_inline))
 
 #define KERNELS(T, S, SQRT)                                                                               \
                                                                                                       \
@@ -86,7 +88,7 @@ VECTORIZED void adam_##S(T *restrict p, const T *restrict grad, T *restrict m, T
     }                                                                                                 \
 }                                                                                                     \
                                                                                                       \
-static inline T row_sum_##S(const T *x, int64_t n) {                                                 \
+INLINE T row_sum_##S(const T *x, int64_t n) {                                                         \
     T lane[LANES] = {0};                                                                              \
     int64_t i = 0;                                                                                    \
     for (; i + LANES <= n; i += LANES)                                                                \
@@ -100,7 +102,7 @@ static inline T row_sum_##S(const T *x, int64_t n) {                            
     return s;                                                                                         \
 }                                                                                                     \
                                                                                                       \
-static inline T row_dot_##S(const T *x, const T *y, int64_t n) {                                     \
+INLINE T row_dot_##S(const T *x, const T *y, int64_t n) {                                             \
     T lane[LANES] = {0};                                                                              \
     int64_t i = 0;                                                                                    \
     for (; i + LANES <= n; i += LANES)                                                                \
@@ -512,15 +514,7 @@ VECTORIZED void attention_softmax_f32(float *restrict s, const float *restrict m
         const float shift = top - top == 0.0f ? top : 0.0f;
         for (int64_t j = 0; j < S; j++)
             row[j] = exp_f32(row[j] - shift);
-        /* the sum: 16 running sums, then the tail, then the sums in order */
-        vf sum16 = (vf){0};
-        for (i = 0; i + VW <= S; i += VW)
-            sum16 += *(const vf *)(row + i);
-        float sum = 0.0f;
-        for (; i < S; i++)
-            sum += row[i];
-        for (int j = 0; j < VW; j++)
-            sum += sum16[j];
+        float sum = row_sum_f32(row, S);
         if (safe && sum == 0.0f)
             sum = 1.0f;
         for (int64_t j = 0; j < S; j++)

@@ -211,7 +211,7 @@ def multi_head_attention_forward(query, key, value, embed_dim_to_check: int, num
         if key_padding_mask is not None:
             key_padding_mask = key_padding_mask.unsqueeze(0)
     seq = 1 if _batch_first else 0  # the sequence's dim; the batch's is the other of the first two
-    (L, N), E = ((query.shape[1], query.shape[0]) if _batch_first else query.shape[:2]), query.shape[2]
+    L, N, E = query.shape[seq], query.shape[1 - seq], query.shape[2]
     if E != embed_dim_to_check:
         raise RuntimeError(f"multi_head_attention_forward: expected query with embedding dimension "
                            f"{embed_dim_to_check}, got {E} (query shape {tuple(query.shape)})")
@@ -254,8 +254,8 @@ def multi_head_attention_forward(query, key, value, embed_dim_to_check: int, num
 
     if bias_k is not None and bias_v is not None:  # one more key/value position, learned
         extra = (N, 1, E) if _batch_first else (1, N, E)
-        k = cat([k, bias_k.reshape(1, 1, E).expand(*extra)], dim=seq)
-        v = cat([v, bias_v.reshape(1, 1, E).expand(*extra)], dim=seq)
+        k = cat([k, bias_k.expand(*extra)], dim=seq)
+        v = cat([v, bias_v.expand(*extra)], dim=seq)
         attn_mask = pad(attn_mask, (0, 1)) if attn_mask is not None else None
         kpm = pad(kpm, (0, 1)) if kpm is not None else None
     elif bias_k is not None or bias_v is not None:
